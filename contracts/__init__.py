@@ -1,0 +1,1 @@
+"""The event contracts of ragbus: models, topics, ids and vector packing."""

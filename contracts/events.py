@@ -1,0 +1,206 @@
+"""Every event on the bus: frozen pydantic models, the only place an event's shape is written.
+
+All events are keyed by `document_id`, so one document's events stay ordered on one partition.
+Within a major `schema_version` changes are backward compatible; a consumer rejects another
+major version instead of guessing.
+"""
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SCHEMA_VERSION = "1.0"
+SCHEMA_MAJOR = SCHEMA_VERSION.split(".")[0]
+
+# Metadata values stay flat so they can be stored in Qdrant payloads and used as filters.
+MetadataValue = str | int | float | bool | None
+Metadata = dict[str, MetadataValue]
+
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+Identifier = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UnsupportedSchemaVersion(ValueError):
+    """The event was written for a major schema version this consumer does not understand."""
+
+
+class Event(BaseModel):
+    """Fields every event carries."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: str = SCHEMA_VERSION
+    event_id: str = Field(default_factory=new_event_id, description="unique; consumers dedup on it")
+    document_id: Identifier
+    tenant_id: Identifier
+    trace_id: str = Field(default_factory=new_event_id)
+    occurred_at: datetime = Field(default_factory=utcnow)
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_major(cls, value: str) -> str:
+        if value.split(".")[0] != SCHEMA_MAJOR:
+            raise UnsupportedSchemaVersion(
+                f"schema_version {value!r} is not supported (this consumer reads {SCHEMA_MAJOR}.x)"
+            )
+        return value
+
+    @property
+    def key(self) -> bytes:
+        """The Kafka message key: the document id."""
+        return self.document_id.encode()
+
+
+class DocumentUploaded(Event):
+    """A document's bytes are in the blob store and ready to be chunked.
+
+    `version` is derived from the content (the first 16 hex digits of its sha256), so uploading
+    the same bytes again is the same version and re-indexing it changes nothing. Producers may
+    leave `sha256` and `version` out; the chunker then derives them from the bytes it reads.
+    """
+
+    blob_uri: Annotated[str, Field(min_length=1, description="file:// URI of the raw bytes")]
+    filename: Identifier
+    content_type: str | None = None
+    sha256: Sha256 | None = None
+    size_bytes: int | None = Field(default=None, ge=0)
+    version: str | None = None
+    title: str | None = None
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class Chunk(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    chunk_id: str = Field(description="uuid5 of document id, version and ordinal")
+    ordinal: int = Field(ge=0)
+    text: str
+    token_count: int = Field(ge=0)
+
+
+class DocumentRef(Event):
+    """The parts of a document that travel with its chunks and vectors into the index payload."""
+
+    version: str
+    source: str = Field(description="where the document came from: its file name")
+    title: str | None = None
+    metadata: Metadata = Field(default_factory=dict)
+    total_chunks: int = Field(ge=0, description="chunks of this document version in all batches")
+    batch: int = Field(ge=0, description="index of this batch among the document's batches")
+    uploaded_at: datetime = Field(description="when the upload entered the bus, for latency")
+
+
+class ChunksReady(DocumentRef):
+    """One batch of a document version's chunks (a document may span several batches)."""
+
+    chunks: list[Chunk]
+
+
+class EmbeddedChunk(Chunk):
+    vector: str = Field(description="packed little-endian float32, base64 (contracts.vectors)")
+
+
+class VectorsReady(DocumentRef):
+    """One batch of embedded chunks, the batch of the `chunks.ready` event it came from."""
+
+    model: str
+    dimensions: int = Field(gt=0)
+    chunks: list[EmbeddedChunk]
+
+
+class IndexPromoted(Event):
+    """Every chunk of a document version is visible under the serving alias."""
+
+    version: str
+    alias: str
+    collection: str
+    generation: int
+    points: int = Field(ge=0)
+    replaced_versions: int = Field(default=0, ge=0, description="older versions' points removed")
+    uploaded_at: datetime
+
+
+class DocumentState(StrEnum):
+    RECEIVED = "RECEIVED"
+    CHUNKING = "CHUNKING"
+    EMBEDDING = "EMBEDDING"
+    INDEXING = "INDEXING"
+    INDEXED = "INDEXED"
+    FAILED = "FAILED"
+    DELETED = "DELETED"
+
+
+Stage = Literal["ingest", "chunker", "embedder", "indexer", "status"]
+
+
+class StatusUpdate(Event):
+    """A stage reports progress on a document; the status service folds these into state.
+
+    Written to `document.status` (compacted, key = document id) by the stage that made the change.
+    """
+
+    kind: Literal["update"] = "update"
+    stage: Stage
+    state: DocumentState
+    version: str | None = None
+    filename: str | None = None
+    reason: str | None = None
+    chunks: int | None = Field(default=None, ge=0, description="total chunks, once known")
+    indexed_chunks: int | None = Field(default=None, ge=0)
+
+
+class DeadLetter(BaseModel):
+    """A message a stage could not process, kept with why, so it can be replayed after a fix."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: str = SCHEMA_VERSION
+    event_id: str = Field(default_factory=new_event_id)
+    occurred_at: datetime = Field(default_factory=utcnow)
+    topic: str
+    partition: int
+    offset: int
+    key: str | None = None
+    payload: str = Field(description="the original message value, decoded as UTF-8 with escapes")
+    error: str
+    error_type: str
+    stage: Stage
+    attempts: int = Field(ge=1)
+    document_id: str | None = None
+    tenant_id: str | None = None
+
+
+EVENT_TYPES: dict[str, type[BaseModel]] = {
+    model.__name__: model
+    for model in (
+        DocumentUploaded,
+        ChunksReady,
+        VectorsReady,
+        IndexPromoted,
+        StatusUpdate,
+        DeadLetter,
+    )
+}
+
+
+def describe_validation_error(exc: Exception) -> str:
+    """A one-line, human-readable reason for a rejected event."""
+    errors: list[dict[str, Any]] = getattr(exc, "errors", lambda: [])()
+    if not errors:
+        return str(exc)
+    parts = []
+    for error in errors[:5]:
+        where = ".".join(str(part) for part in error.get("loc", ())) or "event"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "invalid event: " + "; ".join(parts)

@@ -1,0 +1,50 @@
+"""Topic names and their broker-side configuration: the one place a topic is declared."""
+
+from dataclasses import dataclass, field
+
+DOCUMENT_UPLOADED = "document.uploaded"
+CHUNKS_READY = "chunks.ready"
+VECTORS_READY = "vectors.ready"
+INDEX_PROMOTED = "index.promoted"
+DOCUMENT_STATUS = "document.status"
+
+DEFAULT_PARTITIONS = 12
+
+
+def dlq(topic: str) -> str:
+    """The dead-letter topic of the consumers of `topic`."""
+    return f"{topic}.dlq"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic as the bootstrap creates it."""
+
+    name: str
+    partitions: int = DEFAULT_PARTITIONS
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+# Topics that a stage consumes; each gets a dead-letter topic of its own.
+CONSUMED = (DOCUMENT_UPLOADED, CHUNKS_READY, VECTORS_READY, DOCUMENT_STATUS)
+
+# Large enough for a batch of chunk texts or packed vectors, small enough to stay a message.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+def all_topics(partitions: int = DEFAULT_PARTITIONS) -> list[TopicSpec]:
+    """Every topic ragbus uses, with its partitions and configs."""
+    size = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
+    specs = [
+        TopicSpec(DOCUMENT_UPLOADED, partitions, size),
+        TopicSpec(CHUNKS_READY, partitions, size),
+        TopicSpec(VECTORS_READY, partitions, size),
+        TopicSpec(INDEX_PROMOTED, partitions, size),
+        TopicSpec(
+            DOCUMENT_STATUS,
+            partitions,
+            {**size, "cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
+        ),
+    ]
+    specs += [TopicSpec(dlq(topic), partitions, size) for topic in CONSUMED]
+    return specs

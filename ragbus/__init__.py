@@ -1,0 +1,1 @@
+"""Shared plumbing of the ragbus services: settings, bus, metrics, logging, HTTP, stores."""

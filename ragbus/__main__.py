@@ -1,0 +1,3 @@
+from ragbus.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,140 @@
+"""The command line's side of the HTTP API: upload files and follow their progress."""
+
+import asyncio
+import mimetypes
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from services.ingest.settings import SUPPORTED_EXTENSIONS
+
+TERMINAL = {"INDEXED", "FAILED", "DELETED"}
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    path: Path
+    name: str
+
+
+def collect_files(paths: Iterable[Path]) -> tuple[list[LocalFile], list[Path]]:
+    """Files to upload (folders walked, named relative to the folder's parent) and the
+    files skipped for an unsupported type."""
+    chosen, skipped = [], []
+    for path in paths:
+        candidates = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        root = path.parent
+        for candidate in candidates:
+            if candidate.suffix.lower() in SUPPORTED_EXTENSIONS:
+                chosen.append(LocalFile(candidate, candidate.relative_to(root).as_posix()))
+            else:
+                skipped.append(candidate)
+    return chosen, skipped
+
+
+def headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+async def upload(
+    client: httpx.AsyncClient, ingest_url: str, files: list[LocalFile], batch_size: int
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """Upload in batches; yield each batch's accepted documents."""
+    for start in range(0, len(files), batch_size):
+        batch = files[start : start + batch_size]
+        parts = [
+            (
+                "files",
+                (
+                    f.name,
+                    f.path.read_bytes(),
+                    mimetypes.guess_type(f.name)[0] or "application/octet-stream",
+                ),
+            )
+            for f in batch
+        ]
+        response = await client.post(f"{ingest_url}/v1/documents", files=parts, timeout=300)
+        if response.status_code != 202:
+            raise RuntimeError(f"upload refused ({response.status_code}): {_detail(response)}")
+        yield response.json()["documents"]
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail", response.text))
+    except ValueError:
+        return response.text
+
+
+async def status_events(
+    client: httpx.AsyncClient,
+    status_url: str,
+    document_id: str | None = None,
+    connected: asyncio.Event | None = None,
+) -> AsyncIterator[dict[str, Any]]:
+    """The status service's SSE `state` events, reconnecting when the stream drops;
+    `connected` is set once the current states have been sent."""
+    params = {"document_id": document_id} if document_id else {}
+    while True:
+        try:
+            async with client.stream(
+                "GET", f"{status_url}/v1/documents/stream", params=params, timeout=None
+            ) as response:
+                response.raise_for_status()
+                event = None
+                async for line in response.aiter_lines():
+                    if line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:") and event == "state":
+                        yield orjson.loads(line[5:])
+                    elif line.startswith("data:") and event == "ready" and connected:
+                        connected.set()
+        except (httpx.TransportError, httpx.HTTPStatusError):
+            await asyncio.sleep(1.0)
+
+
+@dataclass
+class Progress:
+    """Which uploaded documents reached a final state, counting only what followed the upload."""
+
+    expected: dict[str, str] = field(default_factory=dict)  # document id -> filename
+    moving: set[str] = field(default_factory=set)
+    final: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def observe(self, record: dict[str, Any]) -> bool:
+        """Take one state record; True when it finished one of the expected documents."""
+        document_id = record["document_id"]
+        if record["state"] not in TERMINAL:
+            # Seen before the upload's answer names it, so recorded for every document.
+            self.moving.add(document_id)
+            return False
+        if (
+            document_id in self.expected
+            and document_id not in self.final
+            and (document_id in self.moving)
+        ):
+            self.final[document_id] = record
+            return True
+        return False
+
+    @property
+    def done(self) -> bool:
+        return len(self.final) == len(self.expected)
+
+
+async def follow(
+    client: httpx.AsyncClient,
+    status_url: str,
+    progress: Progress,
+    on_final: Callable[[dict[str, Any]], None],
+    connected: asyncio.Event,
+) -> None:
+    async for record in status_events(client, status_url, connected=connected):
+        if progress.observe(record):
+            on_final(record)
+        if progress.expected and progress.done:
+            return

@@ -1,0 +1,18 @@
+"""Embedding backends: TEI over HTTP when a URL is configured, else the packaged CPU model."""
+
+from ragbus.embedding.backend import EmbeddingBackend, EmbeddingUnavailable
+
+__all__ = ["EmbeddingBackend", "EmbeddingUnavailable", "create_backend"]
+
+
+def create_backend(
+    tei_url: str | None, threads: int | None = None, batch_size: int = 32
+) -> EmbeddingBackend:
+    """The backend the settings ask for; imports lazily so a TEI client never loads ONNX."""
+    if tei_url:
+        from ragbus.embedding.tei_backend import TeiEmbedder
+
+        return TeiEmbedder(tei_url, batch_size=batch_size)
+    from ragbus.embedding.onnx_backend import OnnxEmbedder
+
+    return OnnxEmbedder(intra_op_num_threads=threads, batch_size=batch_size)

@@ -1,0 +1,92 @@
+"""In-process CPU embedding with all-MiniLM-L6-v2 (int8 ONNX): the default when no TEI is set.
+
+Settings follow what was measured on the 2-core machines: the memory arena on (off halves the
+speed), full graph optimisation, one inter-op thread (the model is a single chain of ops).
+Texts are sorted by token length before batching, so a short query never pays for padding to a
+long passage's length; the caller still gets its rows in its own order.
+"""
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from ragbus.embedding.backend import Vectors, l2_normalise
+from ragbus.embedding.model_files import (
+    DIMENSIONS,
+    MAX_TOKENS,
+    MODEL_NAME,
+    load_tokenizer,
+    onnx_model_path,
+)
+
+_OUTPUT = "last_hidden_state"
+
+
+class OnnxEmbedder:
+    """An `EmbeddingBackend` running the packaged model with ONNX Runtime on the CPU."""
+
+    def __init__(
+        self,
+        intra_op_num_threads: int | None = None,
+        batch_size: int = 32,
+        max_tokens: int = MAX_TOKENS,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.name = MODEL_NAME
+        self.dimensions = DIMENSIONS
+        self.batch_size = batch_size
+        threads = intra_op_num_threads or os.cpu_count() or 1
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.enable_cpu_mem_arena = True
+        self._session: ort.InferenceSession | None = ort.InferenceSession(
+            str(onnx_model_path()), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self._input_names = {i.name for i in self._session.get_inputs()}
+        # Padding is done here per micro-batch (after sorting), so the tokenizer only truncates.
+        self._tokenizer = load_tokenizer(max_tokens, pad=False)
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        """Embed `texts` in order: float32 [len(texts), 384], unit-length rows."""
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a sequence of texts, not a single str")
+        out = np.empty((len(texts), self.dimensions), dtype=np.float32)
+        if not texts:
+            return out
+        encodings = self._tokenizer.encode_batch(list(texts))
+        ids = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        for start in range(0, len(order), self.batch_size):
+            index = order[start : start + self.batch_size]
+            out[index] = self._embed_ids([ids[i] for i in index])
+        return out
+
+    def _embed_ids(self, batch: list[npt.NDArray[np.int64]]) -> Vectors:
+        """Pad one micro-batch to its longest item, run the model, mean-pool, normalise."""
+        session = self._session
+        if session is None:
+            raise RuntimeError("OnnxEmbedder is closed")
+        width = max(len(x) for x in batch)
+        input_ids = np.zeros((len(batch), width), dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+        for row, x in enumerate(batch):
+            input_ids[row, : len(x)] = x
+            mask[row, : len(x)] = 1
+        feeds = {"input_ids": input_ids, "attention_mask": mask}
+        if "token_type_ids" in self._input_names:
+            feeds["token_type_ids"] = np.zeros_like(input_ids)
+        (hidden,) = session.run([_OUTPUT], feeds)
+        weights = mask[:, :, None].astype(np.float32)
+        summed = (np.asarray(hidden, dtype=np.float32) * weights).sum(axis=1)
+        return l2_normalise(summed / np.maximum(weights.sum(axis=1), 1e-9))
+
+    def close(self) -> None:
+        """Drop the session so its arena memory is returned."""
+        self._session = None

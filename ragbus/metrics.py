@@ -1,0 +1,34 @@
+"""Prometheus metrics shared by every stage, labelled by stage, and the `/metrics` route."""
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+MESSAGES = Counter(
+    "ragbus_messages_total", "Messages consumed, by outcome", ["stage", "topic", "outcome"]
+)
+CHUNKS = Counter("ragbus_chunks_total", "Chunks produced or processed", ["stage"])
+DEAD_LETTERS = Counter("ragbus_dead_letters_total", "Messages sent to a DLQ", ["stage", "topic"])
+BATCH_SIZE = Histogram(
+    "ragbus_batch_size",
+    "Items per processed batch",
+    ["stage"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
+STAGE_SECONDS = Histogram(
+    "ragbus_stage_seconds",
+    "Time to process one message or batch",
+    ["stage"],
+    buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+UPLOAD_TO_INDEXED = Histogram(
+    "ragbus_upload_to_indexed_seconds",
+    "End-to-end latency from upload to queryable",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+)
+
+router = APIRouter()
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,59 @@
+"""The HTTP shell every service shares: health, metrics, and a lifespan that runs the broker."""
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+from faststream.kafka import KafkaBroker
+
+from ragbus import metrics
+
+Hook = Callable[[], Awaitable[None]]
+
+
+def create_service_app(
+    title: str,
+    *,
+    broker: KafkaBroker | None = None,
+    routers: Sequence[APIRouter] = (),
+    startup: Sequence[Hook] = (),
+    shutdown: Sequence[Hook] = (),
+    description: str = "",
+) -> FastAPI:
+    """A FastAPI app with `/healthz` and `/metrics`; `startup` hooks run before the broker
+    starts consuming (load models, open stores) and `shutdown` hooks after it stopped."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            for hook in startup:
+                await hook()
+            for hook in shutdown:
+                stack.push_async_callback(hook)
+            if broker is not None:
+                await broker.start()
+                stack.push_async_callback(broker.stop)
+            yield
+
+    app = FastAPI(
+        title=f"ragbus {title}",
+        description=description,
+        lifespan=lifespan,
+    )
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> JSONResponse:
+        """Alive and connected to the broker."""
+        body: dict[str, Any] = {"service": title, "status": "ok"}
+        if broker is not None:
+            body["broker"] = await broker.ping(timeout=2.0)
+            if not body["broker"]:
+                body["status"] = "degraded"
+        return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
+
+    app.include_router(metrics.router)
+    for router in routers:
+        app.include_router(router)
+    return app

@@ -1,0 +1,73 @@
+"""Settings shared by every service; each service subclasses `CommonSettings` with its own."""
+
+import ipaddress
+from functools import cached_property
+from pathlib import Path
+from typing import Self
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_TENANT = "default"
+
+
+class CommonSettings(BaseSettings):
+    """Read from `RAGBUS_*` environment variables (and `QDRANT_URL`, `TEI_URL`)."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGBUS_", extra="ignore", frozen=True)
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    data_dir: Path = Path("var")
+    host: str = "127.0.0.1"
+    api_keys: str = Field(
+        default="", description='"key:tenant,key2:tenant2"; empty = single tenant'
+    )
+    log_level: str = "INFO"
+    partitions: int = Field(default=12, ge=1)
+    qdrant_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("QDRANT_URL", "RAGBUS_QDRANT_URL")
+    )
+    tei_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("TEI_URL", "RAGBUS_TEI_URL")
+    )
+    collection_alias: str = "ragbus"
+    embed_threads: int | None = Field(default=None, ge=1)
+    embed_batch_size: int = Field(default=32, ge=1)
+    max_tokens: int = Field(default=256, ge=16, le=512)
+
+    @model_validator(mode="after")
+    def _loopback_without_keys(self) -> Self:
+        if not self.tenant_keys and not _is_loopback(self.host):
+            raise ValueError(
+                f"refusing to bind {self.host}: no API keys are configured (set RAGBUS_API_KEYS "
+                '"key:tenant,…" to serve beyond loopback)'
+            )
+        return self
+
+    @cached_property
+    def tenant_keys(self) -> dict[str, str]:
+        """API key → tenant, parsed from `api_keys`."""
+        pairs = {}
+        for item in filter(None, (part.strip() for part in self.api_keys.split(","))):
+            key, sep, tenant = item.partition(":")
+            if not sep or not key or not tenant:
+                raise ValueError(f"RAGBUS_API_KEYS entry {item!r} is not key:tenant")
+            pairs[key] = tenant
+        return pairs
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def qdrant_path(self) -> Path:
+        return self.data_dir / "qdrant"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

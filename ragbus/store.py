@@ -1,0 +1,211 @@
+"""The vector store adapter: Qdrant through qdrant-client, a server when `QDRANT_URL` is set,
+embedded local storage otherwise (which one process at a time may open).
+
+The serving name is an alias over a generation collection (`<alias>_g<N>`), so a rebuild can
+write a new generation and swap the alias atomically.
+"""
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+
+Payload = dict[str, Any]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Point:
+    id: str
+    vector: Sequence[float]
+    payload: Payload
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float
+    payload: Payload
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    alias: str
+    collection: str
+    generation: int
+    points: int
+    documents: int
+
+
+class VectorStore(Protocol):
+    alias: str
+
+    def ensure_collection(self, dimensions: int) -> str: ...
+
+    def upsert(self, points: Sequence[Point]) -> None: ...
+
+    def count(self, document_id: str, version: str | None = None) -> int: ...
+
+    def delete_other_versions(self, document_id: str, version: str) -> int: ...
+
+    def search(
+        self, vector: Sequence[float], limit: int, tenant_id: str, filters: Payload | None = None
+    ) -> list[Hit]: ...
+
+    def info(self) -> IndexInfo: ...
+
+    def close(self) -> None: ...
+
+
+def generation_of(collection: str) -> int:
+    """The generation number in a collection name `<alias>_g<N>` (0 when there is none)."""
+    match = re.search(r"_g(\d+)$", collection)
+    return int(match.group(1)) if match else 0
+
+
+def _match(key: str, value: Any) -> qm.FieldCondition:
+    return qm.FieldCondition(key=key, match=qm.MatchValue(value=value))
+
+
+class QdrantStore:
+    """`VectorStore` on Qdrant."""
+
+    def __init__(self, client: QdrantClient, alias: str) -> None:
+        self.client = client
+        self.alias = alias
+
+    @classmethod
+    def connect(cls, url: str | None, path: Path, alias: str) -> "QdrantStore":
+        if url:
+            return cls(QdrantClient(url=url, timeout=30), alias)
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(QdrantClient(path=str(path)), alias)
+
+    def _collection(self) -> str | None:
+        for alias in self.client.get_aliases().aliases:
+            if alias.alias_name == self.alias:
+                return alias.collection_name
+        return None
+
+    def ensure_collection(self, dimensions: int) -> str:
+        """The alias's collection, creating generation 1 and the alias when there is none."""
+        existing = self._collection()
+        if existing is not None:
+            size = self.client.get_collection(existing).config.params.vectors
+            if isinstance(size, qm.VectorParams) and size.size != dimensions:
+                raise ValueError(
+                    f"collection {existing} holds {size.size}-dim vectors, model gives {dimensions}"
+                )
+            return existing
+        collection = f"{self.alias}_g1"
+        if not self.client.collection_exists(collection):
+            self.client.create_collection(
+                collection,
+                vectors_config=qm.VectorParams(size=dimensions, distance=qm.Distance.COSINE),
+            )
+            for field in ("tenant_id", "document_id", "version"):
+                self.client.create_payload_index(collection, field, qm.PayloadSchemaType.KEYWORD)
+        self.client.update_collection_aliases(
+            change_aliases_operations=[
+                qm.CreateAliasOperation(
+                    create_alias=qm.CreateAlias(collection_name=collection, alias_name=self.alias)
+                )
+            ]
+        )
+        return collection
+
+    def upsert(self, points: Sequence[Point]) -> None:
+        """Write points and wait until they are visible; the same ids overwrite, never duplicate."""
+        self.client.upsert(
+            self.alias,
+            points=[
+                qm.PointStruct(id=p.id, vector=list(p.vector), payload=p.payload) for p in points
+            ],
+            wait=True,
+        )
+
+    def count(self, document_id: str, version: str | None = None) -> int:
+        must = [_match("document_id", document_id)]
+        if version is not None:
+            must.append(_match("version", version))
+        return self.client.count(self.alias, count_filter=qm.Filter(must=must), exact=True).count
+
+    def delete_other_versions(self, document_id: str, version: str) -> int:
+        """Remove a document's points of every version but `version`; return how many."""
+        selector = qm.Filter(
+            must=[_match("document_id", document_id)], must_not=[_match("version", version)]
+        )
+        stale = self.client.count(self.alias, count_filter=selector, exact=True).count
+        if stale:
+            self.client.delete(
+                self.alias, points_selector=qm.FilterSelector(filter=selector), wait=True
+            )
+        return stale
+
+    def search(
+        self, vector: Sequence[float], limit: int, tenant_id: str, filters: Payload | None = None
+    ) -> list[Hit]:
+        """Nearest chunks of one tenant; `filters` match metadata fields exactly."""
+        must = [_match("tenant_id", tenant_id)]
+        must += [_match(f"metadata.{key}", value) for key, value in (filters or {}).items()]
+        result = self.client.query_points(
+            self.alias,
+            query=list(vector),
+            limit=limit,
+            query_filter=qm.Filter(must=must),
+            with_payload=True,
+        )
+        return [Hit(str(p.id), p.score, p.payload or {}) for p in result.points]
+
+    def info(self) -> IndexInfo:
+        collection = self._collection() or ""
+        points = self.client.count(self.alias, exact=True).count if collection else 0
+        documents = 0
+        if points:
+            facet = self.client.facet(self.alias, key="document_id", limit=points, exact=True)
+            documents = len(facet.hits)
+        return IndexInfo(
+            alias=self.alias,
+            collection=collection,
+            generation=generation_of(collection),
+            points=points,
+            documents=documents,
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class StoreRunner:
+    """Runs blocking store calls on one dedicated thread: the event loop stays free, and the
+    embedded storage (not thread-safe) sees one call at a time even when services share it."""
+
+    def __init__(self, store: VectorStore) -> None:
+        self.store = store
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+
+    async def run(self, call: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def close(self) -> None:
+        await self.run(self.store.close)
+        self._executor.shutdown(wait=True)
+
+
+def shared_store(
+    shared: dict[str, object], url: str | None, path: Path, alias: str
+) -> tuple[StoreRunner, list[Callable[[], Awaitable[None]]]]:
+    """The store of this process, opened by the first service that asks; only that service
+    closes it (embedded storage admits one opener, so services in one process must share it)."""
+    existing = shared.get("store")
+    if isinstance(existing, StoreRunner):
+        return existing, []
+    runner = StoreRunner(QdrantStore.connect(url, path, alias))
+    shared["store"] = runner
+    return runner, [runner.close]

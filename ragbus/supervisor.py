@@ -1,0 +1,226 @@
+"""`ragbus up`: the broker and every service as processes on one machine, watched and restarted.
+
+With embedded Qdrant storage (no `QDRANT_URL`) the indexer and the query service share one
+process, because the storage admits a single opener; with a server every service runs alone.
+"""
+
+import importlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+
+from contracts.topics import all_topics
+from deploy.kafka.launcher import LocalKafka, bootstrap_topics_blocking, fetch_broker
+from ragbus.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+HEALTH_TIMEOUT_S = 180.0
+RESTART_LIMIT = 5
+PID_FILE = "ragbus.pid"
+
+
+def port_of(service: str) -> int:
+    module = importlib.import_module(f"services.{service}.settings")
+    port: int = module.get_settings().port
+    return port
+
+
+@dataclass
+class Child:
+    """One process serving one or more services."""
+
+    services: tuple[str, ...]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    peak_rss_mb: float = 0.0
+    stopping: bool = field(default=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return "+".join(self.services)
+
+    def start(self, env: dict[str, str]) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "ragbus", "serve", *self.services],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+
+    def sample_memory(self) -> None:
+        if self.process is None:
+            return
+        try:
+            rss = psutil.Process(self.process.pid).memory_info().rss / 2**20
+        except psutil.Error:
+            return
+        self.peak_rss_mb = max(self.peak_rss_mb, rss)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stopping = True
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class Stack:
+    def __init__(self, settings: CommonSettings) -> None:
+        self.settings = settings
+        self.data_dir = settings.data_dir.resolve()
+        self.kafka = LocalKafka(self.data_dir / "kafka")
+        groups: list[tuple[str, ...]] = [("ingest",), ("chunker",), ("embedder",)]
+        groups += [("indexer",), ("query",)] if settings.qdrant_url else [("indexer", "query")]
+        groups.append(("status",))
+        self.children = [
+            Child(group, self.data_dir / "logs" / f"{'+'.join(group)}.log") for group in groups
+        ]
+        self._stop = threading.Event()
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "RAGBUS_KAFKA_BOOTSTRAP": self.kafka.bootstrap_servers,
+            "RAGBUS_DATA_DIR": str(self.data_dir),
+        }
+
+    def start(self) -> None:
+        print("fetching the Kafka broker (Maven Central, cached after the first time)…", flush=True)
+        fetch_broker()
+        print(f"starting Kafka on {self.kafka.bootstrap_servers}…", flush=True)
+        self.kafka.start()
+        self.kafka.wait_ready(timeout=120)
+        created = bootstrap_topics_blocking(
+            self.kafka.bootstrap_servers, all_topics(self.settings.partitions)
+        )
+        if created:
+            print(f"created topics: {', '.join(created)}", flush=True)
+        env = self.env()
+        for child in self.children:
+            child.start(env)
+        self._wait_healthy()
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + HEALTH_TIMEOUT_S
+        for child in self.children:
+            for service in child.services:
+                url = f"http://127.0.0.1:{port_of(service)}/healthz"
+                while True:
+                    if child.process is not None and child.process.poll() is not None:
+                        raise RuntimeError(
+                            f"{service} exited during start; see {child.log_path}:\n"
+                            + _tail(child.log_path)
+                        )
+                    try:
+                        if httpx.get(url, timeout=2).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{service} not healthy at {url}; see {child.log_path}")
+                    time.sleep(0.5)
+
+    def print_urls(self) -> None:
+        print("\nragbus is up:", flush=True)
+        print(f"  broker   {self.kafka.bootstrap_servers}")
+        for service in ("ingest", "query", "status", "indexer", "chunker", "embedder"):
+            print(f"  {service:<8} http://127.0.0.1:{port_of(service)}  (docs: /docs)")
+        print(
+            f"  logs     {self.data_dir / 'logs'}\nCtrl-C (or `make down`) stops everything.\n",
+            flush=True,
+        )
+
+    def watch(self) -> None:
+        """Sample memory and restart a child that died, until asked to stop."""
+        env = self.env()
+        while not self._stop.wait(2.0):
+            for child in self.children:
+                child.sample_memory()
+                process = child.process
+                if process is None or process.poll() is None or child.stopping:
+                    continue
+                if child.restarts >= RESTART_LIMIT:
+                    print(
+                        f"{child.name} keeps exiting; giving up (see {child.log_path})", flush=True
+                    )
+                    self._stop.set()
+                    break
+                child.restarts += 1
+                print(f"{child.name} exited with {process.returncode}; restarting", flush=True)
+                child.start(env)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            child.stop()
+        self.kafka.stop()
+        peaks = {child.name: round(child.peak_rss_mb, 1) for child in self.children}
+        (self.data_dir / "peak-rss.json").write_text(json.dumps(peaks, indent=2))
+        print(f"stopped; peak memory (MB): {peaks}", flush=True)
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def up(settings: CommonSettings) -> int:
+    """Run the whole stack in the foreground until SIGINT/SIGTERM."""
+    stack = Stack(settings)
+    pid_file = stack.data_dir / PID_FILE
+    stack.data_dir.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(str(os.getpid()))
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stack.request_stop())
+    try:
+        stack.start()
+        stack.print_urls()
+        stack.watch()
+        return 0
+    except RuntimeError as exc:
+        print(f"ragbus up failed: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        stack.stop()
+        pid_file.unlink(missing_ok=True)
+
+
+def down(settings: CommonSettings, timeout: float = 90.0) -> int:
+    """Stop a stack started by `ragbus up` from another shell."""
+    pid_file = settings.data_dir.resolve() / PID_FILE
+    if not pid_file.exists():
+        print("ragbus is not running (no pid file)")
+        return 0
+    pid = int(pid_file.read_text())
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pid_file.unlink(missing_ok=True)
+        return 0
+    deadline = time.monotonic() + timeout
+    while psutil.pid_exists(pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return 0 if not psutil.pid_exists(pid) else 1

@@ -1,0 +1,25 @@
+"""Composition root of the chunker service."""
+
+from fastapi import FastAPI
+
+from ragbus.bus import Bus, create_broker
+from ragbus.embedding.model_files import load_tokenizer
+from ragbus.service import create_service_app
+
+from .settings import ChunkerSettings, get_settings
+from .subscriber import register
+
+__all__ = ["create_app", "get_settings"]
+
+
+def create_app(
+    shared: dict[str, object] | None = None, settings: ChunkerSettings | None = None
+) -> FastAPI:
+    settings = settings or get_settings()
+    broker = create_broker(settings, "chunker")
+    # Counting tokens for the split: no truncation, no padding.
+    tokenizer = load_tokenizer(max_tokens=0, pad=False)
+    register(broker, Bus(broker, "chunker"), settings, tokenizer)
+    app = create_service_app("chunker", broker=broker, description="Health and metrics only.")
+    app.state.settings = settings
+    return app

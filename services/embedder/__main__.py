@@ -1,0 +1,3 @@
+from ragbus.runner import main
+
+main(["embedder"])

@@ -1,0 +1,35 @@
+"""Composition root of the embedder service."""
+
+from fastapi import FastAPI
+
+from ragbus.bus import Bus, create_broker
+from ragbus.embedding import create_backend
+from ragbus.embedding.backend import EmbeddingBackend
+from ragbus.service import create_service_app
+
+from .settings import EmbedderSettings, get_settings
+from .subscriber import register
+
+__all__ = ["create_app", "get_settings"]
+
+
+def create_app(
+    shared: dict[str, object] | None = None,
+    settings: EmbedderSettings | None = None,
+    backend: EmbeddingBackend | None = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+    backend = backend or create_backend(
+        settings.tei_url, threads=settings.embed_threads, batch_size=settings.embed_batch_size
+    )
+    broker = create_broker(settings, "embedder")
+    register(broker, Bus(broker, "embedder"), settings, backend)
+
+    async def close() -> None:
+        backend.close()
+
+    app = create_service_app(
+        "embedder", broker=broker, shutdown=[close], description="Health and metrics only."
+    )
+    app.state.settings = settings
+    return app

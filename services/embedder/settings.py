@@ -1,0 +1,19 @@
+"""Embedder settings."""
+
+from functools import cache
+
+from pydantic import AliasChoices, Field
+
+from ragbus.settings import CommonSettings
+
+
+class EmbedderSettings(CommonSettings):
+    port: int = Field(default=8086, validation_alias=AliasChoices("RAGBUS_EMBEDDER_PORT"))
+    max_events_per_batch: int = Field(
+        default=16, ge=1, description="chunks.ready events pulled into one embedding batch"
+    )
+
+
+@cache
+def get_settings() -> EmbedderSettings:
+    return EmbedderSettings()

@@ -1,0 +1,70 @@
+"""The embedder's batch subscriber: `chunks.ready` in, `vectors.ready` out."""
+
+import asyncio
+import time
+
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+
+from contracts.events import ChunksReady, DocumentState
+from contracts.topics import CHUNKS_READY, VECTORS_READY
+from ragbus import metrics
+from ragbus.bus import Bus
+from ragbus.embedding.backend import EmbeddingBackend, EmbeddingUnavailable
+from ragbus.retry import retry
+
+from .settings import EmbedderSettings
+from .transform import attach_vectors, texts_of
+
+GROUP = "ragbus-embedder"
+
+
+def register(
+    broker: KafkaBroker, bus: Bus, settings: EmbedderSettings, backend: EmbeddingBackend
+) -> None:
+    """Subscribe the embedder to `chunks.ready`, pulling several events per model batch."""
+
+    @broker.subscriber(
+        CHUNKS_READY,
+        group_id=GROUP,
+        batch=True,
+        max_records=settings.max_events_per_batch,
+        auto_offset_reset="earliest",
+        # Commit only after the vectors are published; an error leaves the batch for a retry.
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        max_poll_interval_ms=15 * 60 * 1000,
+        title="embedder",
+        description="Embed chunks in batches.",
+    )
+    async def on_chunks_ready(message: KafkaMessage) -> None:
+        events = []
+        for record in message.raw_message:
+            event = await bus.decode(record, ChunksReady)
+            outcome = "ok" if event is not None else "dead_letter"
+            metrics.MESSAGES.labels("embedder", CHUNKS_READY, outcome).inc()
+            if event is not None:
+                events.append(event)
+        if not events:
+            return
+        texts = texts_of(events)
+        started = time.perf_counter()
+        vectors = await retry(
+            lambda: asyncio.to_thread(backend.embed, texts),
+            transient=(EmbeddingUnavailable,),
+            what="embedding",
+        )
+        seconds = time.perf_counter() - started
+        outputs = attach_vectors(events, vectors, backend.name)
+        await bus.publish(VECTORS_READY, outputs)
+        metrics.BATCH_SIZE.labels("embedder").observe(len(texts))
+        metrics.STAGE_SECONDS.labels("embedder").observe(seconds)
+        metrics.CHUNKS.labels("embedder").inc(len(texts))
+        for output in outputs:
+            if output.batch == 0:
+                await bus.report(
+                    output,
+                    DocumentState.INDEXING,
+                    filename=output.source,
+                    chunks=output.total_chunks,
+                )

@@ -1,0 +1,38 @@
+"""Composition root of the indexer service."""
+
+from fastapi import FastAPI
+
+from ragbus.bus import Bus, create_broker
+from ragbus.service import create_service_app
+from ragbus.store import shared_store
+
+from .routes import router
+from .settings import IndexerSettings, get_settings
+from .subscriber import register
+
+__all__ = ["create_app", "get_settings"]
+
+
+def create_app(
+    shared: dict[str, object] | None = None, settings: IndexerSettings | None = None
+) -> FastAPI:
+    """`shared["store"]` lets the query service in the same process use the same storage."""
+    settings = settings or get_settings()
+    runner, close = shared_store(
+        {} if shared is None else shared,
+        settings.qdrant_url,
+        settings.qdrant_path,
+        settings.collection_alias,
+    )
+    broker = create_broker(settings, "indexer")
+    register(broker, Bus(broker, "indexer"), settings, runner)
+    app = create_service_app(
+        "indexer",
+        broker=broker,
+        routers=[router],
+        shutdown=close,
+        description="Index vectors into Qdrant and promote documents.",
+    )
+    app.state.settings = settings
+    app.state.store = runner
+    return app

@@ -1,0 +1,30 @@
+"""`GET /v1/index`: what the serving alias points at."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
+
+from ragbus.store import StoreRunner
+
+router = APIRouter(prefix="/v1", tags=["index"])
+
+
+class IndexView(BaseModel):
+    alias: str
+    collection: str
+    generation: int
+    points: int
+    documents: int
+
+
+def get_runner(request: Request) -> StoreRunner:
+    runner: StoreRunner = request.app.state.store
+    return runner
+
+
+@router.get("/index", response_model=IndexView)
+async def index_info(runner: Annotated[StoreRunner, Depends(get_runner)]) -> IndexView:
+    """The serving alias, its collection generation and how many points and documents it holds."""
+    info = await runner.run(runner.store.info)
+    return IndexView(**info.__dict__)

@@ -1,0 +1,17 @@
+"""Indexer settings."""
+
+from functools import cache
+
+from pydantic import AliasChoices, Field
+
+from ragbus.settings import CommonSettings
+
+
+class IndexerSettings(CommonSettings):
+    port: int = Field(default=8084, validation_alias=AliasChoices("RAGBUS_INDEXER_PORT"))
+    max_events_per_batch: int = Field(default=16, ge=1)
+
+
+@cache
+def get_settings() -> IndexerSettings:
+    return IndexerSettings()

@@ -1,0 +1,29 @@
+"""Composition root of the ingest service."""
+
+from fastapi import FastAPI
+
+from ragbus.blobs import BlobStore
+from ragbus.bus import Bus, create_broker
+from ragbus.service import create_service_app
+
+from .routes import router
+from .settings import IngestSettings, get_settings
+
+__all__ = ["create_app", "get_settings"]
+
+
+def create_app(
+    shared: dict[str, object] | None = None, settings: IngestSettings | None = None
+) -> FastAPI:
+    settings = settings or get_settings()
+    broker = create_broker(settings, "ingest")
+    app = create_service_app(
+        "ingest",
+        broker=broker,
+        routers=[router],
+        description="Upload documents; each becomes a `document.uploaded` event.",
+    )
+    app.state.settings = settings
+    app.state.blobs = BlobStore(settings.blob_dir)
+    app.state.bus = Bus(broker, "ingest")
+    return app

@@ -1,0 +1,192 @@
+"""`POST /v1/documents`: multipart files or JSON text documents, answered 202 at once."""
+
+import asyncio
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from starlette.datastructures import UploadFile
+
+from contracts.events import DocumentState, DocumentUploaded, Metadata, describe_validation_error
+from contracts.ids import sha256_of
+from contracts.topics import DOCUMENT_UPLOADED
+from ragbus.auth import Tenant
+from ragbus.blobs import BlobStore
+from ragbus.bus import Bus
+
+from .settings import IngestSettings
+from .transform import RejectedUpload, check_upload, clean_filename, uploaded_event
+
+router = APIRouter(prefix="/v1", tags=["documents"])
+
+
+class TextDocument(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1)
+    title: str | None = Field(default=None, max_length=256)
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class TextDocuments(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    documents: list[TextDocument] = Field(min_length=1)
+
+
+class Accepted(BaseModel):
+    document_id: str
+    filename: str
+    version: str
+    status: DocumentState = DocumentState.RECEIVED
+
+
+class AcceptedDocuments(BaseModel):
+    documents: list[Accepted]
+
+
+def get_store(request: Request) -> BlobStore:
+    store: BlobStore = request.app.state.blobs
+    return store
+
+
+def get_bus(request: Request) -> Bus:
+    bus: Bus = request.app.state.bus
+    return bus
+
+
+def get_settings(request: Request) -> IngestSettings:
+    settings: IngestSettings = request.app.state.settings
+    return settings
+
+
+Store = Annotated[BlobStore, Depends(get_store)]
+Publisher = Annotated[Bus, Depends(get_bus)]
+Settings = Annotated[IngestSettings, Depends(get_settings)]
+
+_BODIES: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "metadata": {"type": "string", "description": "JSON object for all files"},
+                    },
+                }
+            },
+            "application/json": {"schema": TextDocuments.model_json_schema()},
+        },
+    }
+}
+
+
+@router.post(
+    "/documents",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=AcceptedDocuments,
+    openapi_extra=_BODIES,
+    summary="Upload documents (multipart files, or JSON text documents)",
+)
+async def upload_documents(
+    request: Request, tenant: Tenant, store: Store, bus: Publisher, settings: Settings
+) -> AcceptedDocuments:
+    """Store the bytes, publish `document.uploaded` for each document and answer at once;
+    progress is on the status service. A request with any unacceptable file is refused whole."""
+    content_type = request.headers.get("content-type", "")
+    try:
+        if content_type.startswith("multipart/form-data"):
+            uploads = await _read_multipart(request, settings)
+        elif content_type.startswith("application/json"):
+            uploads = await _read_json(request, settings)
+        else:
+            raise RejectedUpload(415, "send multipart/form-data files or an application/json body")
+    except RejectedUpload as exc:
+        raise HTTPException(exc.status_code, str(exc)) from exc
+    events = []
+    for filename, data, file_type, title, metadata in uploads:
+        uri, digest = await asyncio.to_thread(store.put, data)
+        events.append(
+            uploaded_event(
+                tenant_id=tenant,
+                filename=filename,
+                blob_uri=uri,
+                sha256=digest,
+                size_bytes=len(data),
+                content_type=file_type,
+                title=title,
+                metadata=metadata,
+            )
+        )
+    await bus.publish(DOCUMENT_UPLOADED, events)
+    for event in events:
+        await bus.report(event, DocumentState.RECEIVED, filename=event.filename)
+    return AcceptedDocuments(documents=[_accepted(event) for event in events])
+
+
+def _accepted(event: DocumentUploaded) -> Accepted:
+    return Accepted(
+        document_id=event.document_id, filename=event.filename, version=event.version or ""
+    )
+
+
+_METADATA: TypeAdapter[Metadata] = TypeAdapter(Metadata)
+Upload = tuple[str, bytes, str | None, str | None, Metadata]
+
+
+async def _read_multipart(request: Request, settings: IngestSettings) -> list[Upload]:
+    form = await request.form(
+        max_files=settings.max_files_per_request, max_part_size=settings.max_upload_bytes
+    )
+    files = [item for item in form.getlist("files") if isinstance(item, UploadFile)]
+    if not files:
+        raise RejectedUpload(400, "no files: send one or more multipart fields named 'files'")
+    metadata = _parse_metadata(form.get("metadata"))
+    uploads, problems = [], []
+    for upload in files:
+        try:
+            filename = clean_filename(upload.filename)
+            check_upload(filename, upload.size or 0, settings.max_upload_bytes)
+        except RejectedUpload as exc:
+            problems.append(exc)
+            continue
+        data = await upload.read()
+        uploads.append((filename, data, upload.content_type, None, metadata))
+    if problems:
+        worst = max(problem.status_code for problem in problems)
+        raise RejectedUpload(worst, "; ".join(str(problem) for problem in problems))
+    return uploads
+
+
+def _parse_metadata(raw: object) -> Metadata:
+    if raw is None:
+        return {}
+    try:
+        return _METADATA.validate_python(orjson.loads(raw if isinstance(raw, str) else b""))
+    except (orjson.JSONDecodeError, ValidationError) as exc:
+        raise RejectedUpload(
+            422, "metadata must be a JSON object of strings, numbers, booleans or null"
+        ) from exc
+
+
+async def _read_json(request: Request, settings: IngestSettings) -> list[Upload]:
+    body = await request.body()
+    if len(body) > settings.max_upload_bytes:
+        raise RejectedUpload(413, f"body over the {settings.max_upload_bytes}-byte limit")
+    try:
+        documents = TextDocuments.model_validate_json(body).documents
+    except ValidationError as exc:
+        raise RejectedUpload(422, describe_validation_error(exc)) from exc
+    if len(documents) > settings.max_text_documents:
+        raise RejectedUpload(413, f"more than {settings.max_text_documents} documents")
+    uploads: list[Upload] = []
+    for document in documents:
+        data = document.text.encode()
+        name = document.title or f"text-{sha256_of(data)[:16]}"
+        filename = clean_filename(name if name.endswith(".txt") else f"{name}.txt")
+        uploads.append((filename, data, "text/plain", document.title, document.metadata))
+    return uploads

@@ -1,0 +1,21 @@
+"""Ingest settings."""
+
+from functools import cache
+
+from pydantic import AliasChoices, Field
+
+from ragbus.settings import CommonSettings
+
+SUPPORTED_EXTENSIONS = frozenset({".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx"})
+
+
+class IngestSettings(CommonSettings):
+    port: int = Field(default=8081, validation_alias=AliasChoices("RAGBUS_INGEST_PORT"))
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    max_files_per_request: int = Field(default=1000, ge=1)
+    max_text_documents: int = Field(default=1000, ge=1)
+
+
+@cache
+def get_settings() -> IngestSettings:
+    return IngestSettings()

@@ -1,0 +1,71 @@
+"""From an accepted upload to its `document.uploaded` event: pure, no I/O."""
+
+import unicodedata
+from pathlib import PurePosixPath
+
+from contracts.events import DocumentUploaded, Metadata
+from contracts.ids import document_id, version_of
+
+from .settings import SUPPORTED_EXTENSIONS
+
+
+class RejectedUpload(ValueError):
+    """An upload refused at the door; `status_code` is the HTTP answer."""
+
+    def __init__(self, status_code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status_code = status_code
+
+
+def clean_filename(raw: str | None) -> str:
+    """A file's name as its source identity: a relative POSIX path, never used to open a file."""
+    name = unicodedata.normalize("NFC", (raw or "").replace("\\", "/")).strip()
+    if not name or any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise RejectedUpload(400, f"invalid file name {raw!r}")
+    parts = [part for part in PurePosixPath(name).parts if part not in ("/", ".", "..")]
+    if not parts:
+        raise RejectedUpload(400, f"invalid file name {raw!r}")
+    cleaned = "/".join(parts)
+    if len(cleaned) > 256:
+        raise RejectedUpload(400, f"file name longer than 256 characters: {cleaned[:40]}…")
+    return cleaned
+
+
+def check_upload(filename: str, size: int, max_bytes: int) -> None:
+    suffix = PurePosixPath(filename).suffix.lower()
+    if suffix not in SUPPORTED_EXTENSIONS:
+        kinds = ", ".join(sorted(SUPPORTED_EXTENSIONS))
+        raise RejectedUpload(
+            415, f"{filename}: unsupported file type {suffix or '(none)'!r}; supported: {kinds}"
+        )
+    if size == 0:
+        raise RejectedUpload(400, f"{filename}: file is empty")
+    if size > max_bytes:
+        raise RejectedUpload(413, f"{filename}: {size} bytes is over the {max_bytes}-byte limit")
+
+
+def uploaded_event(
+    *,
+    tenant_id: str,
+    filename: str,
+    blob_uri: str,
+    sha256: str,
+    size_bytes: int,
+    content_type: str | None,
+    title: str | None = None,
+    metadata: Metadata | None = None,
+) -> DocumentUploaded:
+    """The event for one accepted file; its id follows from tenant and name, its version
+    from its content."""
+    return DocumentUploaded(
+        document_id=document_id(tenant_id, filename),
+        tenant_id=tenant_id,
+        blob_uri=blob_uri,
+        filename=filename,
+        content_type=content_type,
+        sha256=sha256,
+        size_bytes=size_bytes,
+        version=version_of(sha256),
+        title=title,
+        metadata=metadata or {},
+    )

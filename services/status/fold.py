@@ -1,0 +1,98 @@
+"""Fold status updates into one record per document: pure, and safe to replay.
+
+Updates of one document arrive in causal order (one partition). Within a version the state only
+moves forward, so a stage's redelivered update never moves a document back; an ingest RECEIVED
+(an upload) or a chunker CHUNKING of another version starts the record afresh.
+"""
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from contracts.events import DocumentState, StatusUpdate
+
+PIPELINE = (
+    DocumentState.RECEIVED,
+    DocumentState.CHUNKING,
+    DocumentState.EMBEDDING,
+    DocumentState.INDEXING,
+    DocumentState.INDEXED,
+)
+TERMINAL = (DocumentState.INDEXED, DocumentState.FAILED, DocumentState.DELETED)
+# The time from entering the first state to entering the second is reported under the name.
+TIMED = {
+    "chunking": (DocumentState.CHUNKING, DocumentState.EMBEDDING),
+    "embedding": (DocumentState.EMBEDDING, DocumentState.INDEXING),
+    "indexing": (DocumentState.INDEXING, DocumentState.INDEXED),
+    "total": (DocumentState.RECEIVED, DocumentState.INDEXED),
+}
+
+
+class DocumentRecord(BaseModel):
+    document_id: str
+    tenant_id: str
+    state: DocumentState
+    reason: str | None = None
+    version: str | None = None
+    filename: str | None = None
+    chunks: int | None = None
+    indexed_chunks: int | None = None
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    entered: dict[DocumentState, datetime] = Field(default_factory=dict, exclude=True)
+    updated_at: datetime
+
+
+def _starts_over(record: DocumentRecord, update: StatusUpdate) -> bool:
+    if update.state is DocumentState.RECEIVED:
+        return True
+    new_version = update.version is not None and update.version != record.version
+    return new_version and update.state is DocumentState.CHUNKING
+
+
+def _is_stale(record: DocumentRecord, update: StatusUpdate) -> bool:
+    """An update about an older version, or one that would move the state backwards."""
+    if None not in (update.version, record.version) and update.version != record.version:
+        return True
+    if record.state in (DocumentState.FAILED, DocumentState.DELETED):
+        return update.state is not DocumentState.DELETED
+    if update.state in (DocumentState.FAILED, DocumentState.DELETED):
+        return False
+    return PIPELINE.index(update.state) <= PIPELINE.index(record.state)
+
+
+def fold(record: DocumentRecord | None, update: StatusUpdate) -> DocumentRecord | None:
+    """The record after `update`, or None when the update changes nothing."""
+    if record is None or _starts_over(record, update):
+        record = DocumentRecord(
+            document_id=update.document_id,
+            tenant_id=update.tenant_id,
+            state=update.state,
+            version=update.version,
+            filename=update.filename,
+            updated_at=update.occurred_at,
+        )
+    elif _is_stale(record, update):
+        return None
+    entered = {**record.entered, update.state: update.occurred_at}
+    changes = {
+        "state": update.state,
+        "reason": update.reason,
+        "version": update.version or record.version,
+        "filename": update.filename or record.filename,
+        "chunks": update.chunks if update.chunks is not None else record.chunks,
+        "indexed_chunks": (
+            update.indexed_chunks if update.indexed_chunks is not None else record.indexed_chunks
+        ),
+        "entered": entered,
+        "timings_ms": _timings(entered),
+        "updated_at": update.occurred_at,
+    }
+    return record.model_copy(update=changes)
+
+
+def _timings(entered: dict[DocumentState, datetime]) -> dict[str, float]:
+    return {
+        name: round((entered[end] - entered[start]).total_seconds() * 1000, 1)
+        for name, (start, end) in TIMED.items()
+        if start in entered and end in entered
+    }

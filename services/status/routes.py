@@ -1,0 +1,92 @@
+"""Document status over REST and SSE."""
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from contracts.events import DocumentState
+from ragbus.auth import Tenant
+from ragbus.sse import event_stream, frame
+
+from .board import StatusBoard
+from .fold import DocumentRecord
+
+router = APIRouter(prefix="/v1/documents", tags=["status"])
+
+
+class DocumentStatus(BaseModel):
+    document_id: str
+    state: DocumentState
+    reason: str | None
+    version: str | None
+    filename: str | None
+    chunks: int | None
+    indexed_chunks: int | None
+    timings_ms: dict[str, float]
+    updated_at: str
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentStatus]
+    counts: dict[DocumentState, int]
+
+
+def view(record: DocumentRecord) -> DocumentStatus:
+    return DocumentStatus(
+        **record.model_dump(exclude={"tenant_id", "updated_at"}),
+        updated_at=record.updated_at.isoformat(),
+    )
+
+
+def get_board(request: Request) -> StatusBoard:
+    board: StatusBoard = request.app.state.board
+    return board
+
+
+Board = Annotated[StatusBoard, Depends(get_board)]
+
+
+@router.get("/stream", response_class=StreamingResponse)
+async def stream_status(
+    tenant: Tenant, board: Board, document_id: str | None = None
+) -> StreamingResponse:
+    """SSE: the current state of the tenant's documents (or one) as `state` events, a `ready`
+    event, then every change as it happens."""
+
+    async def frames() -> AsyncIterator[bytes]:
+        sent = 0
+        async for record in board.watch(tenant, document_id):
+            if record is None:
+                yield frame("ready", {"documents": sent})
+            else:
+                sent += 1
+                yield frame("state", view(record))
+
+    return event_stream(frames())
+
+
+@router.get("", response_model=DocumentList)
+def list_documents(
+    tenant: Tenant,
+    board: Board,
+    state: DocumentState | None = None,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 100,
+) -> DocumentList:
+    """The tenant's documents, most recently changed first, and the count in each state."""
+    every = board.list(tenant)
+    counts = {name: 0 for name in DocumentState}
+    for record in every:
+        counts[record.state] += 1
+    chosen = [r for r in every if state is None or r.state is state][:limit]
+    return DocumentList(documents=[view(r) for r in chosen], counts=counts)
+
+
+@router.get("/{document_id}", response_model=DocumentStatus)
+def get_document(document_id: str, tenant: Tenant, board: Board) -> DocumentStatus:
+    record = board.get(tenant, document_id)
+    if record is None:
+        raise HTTPException(404, f"no document {document_id!r}")
+    return view(record)

@@ -1,0 +1,45 @@
+"""Session-wide fixtures: one real Kafka broker for every test that needs the bus.
+
+Integration and end-to-end tests run against a real broker the test run starts itself (never a
+skip because none is around); starting it once per session keeps that affordable.
+"""
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from contracts.topics import DEFAULT_PARTITIONS, all_topics
+from deploy.kafka.launcher import BrokerError, LocalKafka, bootstrap_topics_blocking, free_ports
+
+
+def _start_broker(data_dir: Path, attempts: int = 3) -> LocalKafka:
+    """Start on fresh free ports, retrying if another process grabs them before the JVM binds."""
+    for attempt in range(1, attempts + 1):
+        port, controller_port = free_ports(2)
+        broker = LocalKafka(data_dir, port, controller_port)
+        try:
+            broker.start()
+            broker.wait_ready(timeout=90)
+            return broker
+        except BrokerError:
+            broker.stop()
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap servers ("127.0.0.1:PORT") of a broker with every ragbus topic created.
+
+    Partitions per topic: RAGBUS_TEST_PARTITIONS, else the production default (12).
+    """
+    broker = _start_broker(tmp_path_factory.mktemp("kafka"))
+    try:
+        partitions = int(os.environ.get("RAGBUS_TEST_PARTITIONS", DEFAULT_PARTITIONS))
+        bootstrap_topics_blocking(broker.bootstrap_servers, all_topics(partitions))
+        yield broker.bootstrap_servers
+    finally:
+        broker.stop()
