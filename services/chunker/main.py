@@ -22,4 +22,5 @@ def create_app(
     register(broker, Bus(broker, "chunker"), settings, tokenizer)
     app = create_service_app("chunker", broker=broker, description="Health and metrics only.")
     app.state.settings = settings
+    app.state.broker = broker
     return app

@@ -211,11 +211,20 @@ def normalise(text: str) -> str:
     return text.strip()
 
 
+_FILENAME_TITLE = re.compile(
+    r"^(?:Microsoft (?:Word|PowerPoint) - )?\S+\.(?:pdf|docx?|html?|jpe?g|png|tiff?|txt|rtf|odt)$",
+    re.IGNORECASE,
+)
+
+
 def _clean_title(title: str | None) -> str | None:
+    """One line, or None when the "title" is only a file name left by the authoring tool."""
     if not title:
         return None
-    cleaned = " ".join(normalise(title).split())
-    return cleaned[:300] or None
+    cleaned = " ".join(normalise(title).split())[:300]
+    if not cleaned or _FILENAME_TITLE.match(cleaned):
+        return None
+    return cleaned
 
 
 # --------------------------------------------------------------------------- plain text
@@ -487,18 +496,13 @@ def _extract_html(data: bytes) -> ExtractedText:
         if not text.strip():
             raise UnreadableDocument("no extractable text") from exc
         raise UnreadableDocument(f"not a readable HTML file: {exc}") from exc
-    title: str | None = None
     title_element = root.find(".//title")
-    if title_element is not None:
-        title = title_element.text_content()
-    if not (title and title.strip()):
-        for element in root.iter(*_HEADINGS):
-            heading = element.text_content()
-            if heading.strip():
-                title = heading
-                break
+    title = _clean_title(title_element.text_content() if title_element is not None else None)
+    if title is None:
+        headings = (_clean_title(element.text_content()) for element in root.iter(*_HEADINGS))
+        title = next((heading for heading in headings if heading), None)
     body = _DATA_URI.sub("", _HtmlRenderer().render(root))
-    return ExtractedText(text=normalise(body), title=_clean_title(title))
+    return ExtractedText(text=normalise(body), title=title)
 
 
 # --------------------------------------------------------------------------- PDF

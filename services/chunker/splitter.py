@@ -148,20 +148,22 @@ class _Splitter:
         while index < stop:
             cut = min(index + size, stop)
             if cut < stop:
-                cut = self._snap_back(index, cut)
+                cut = self._snap_back(index, cut, stop)
             piece_start = start if index == first else self.offsets[index][0]
             piece_end = end if cut == stop else self._strip(piece_start, self.offsets[cut][0])[1]
             yield _Unit(piece_start, piece_end, index, cut)
             index = cut
 
-    def _snap_back(self, low: int, cut: int) -> int:
-        """The latest good cut in (low, cut]: after whitespace, else between words, else
-        between characters (one endless word)."""
-        for test in (self._spaced, self._new_word, self._separates):
-            for index in range(cut, low, -1):
+    def _snap_back(self, low: int, cut: int, stop: int) -> int:
+        """The latest good cut in the back half of (low, cut]: after whitespace, else between
+        words; failing both, between any two characters (one endless word). A character is
+        never split, even if its tokens alone exceed an absurdly small budget."""
+        half = max(low, cut - (cut - low) // 2)
+        for test, floor in ((self._spaced, half), (self._new_word, half), (self._separates, low)):
+            for index in range(cut, floor, -1):
                 if test(index):
                     return index
-        return cut
+        return next((index for index in range(cut + 1, stop) if self._separates(index)), stop)
 
     # ---------------------------------------------------------------- packing
 

@@ -32,4 +32,5 @@ def create_app(
         "embedder", broker=broker, shutdown=[close], description="Health and metrics only."
     )
     app.state.settings = settings
+    app.state.broker = broker
     return app

@@ -34,5 +34,6 @@ def create_app(
         description="Index vectors into Qdrant and promote documents.",
     )
     app.state.settings = settings
+    app.state.broker = broker
     app.state.store = runner
     return app

@@ -24,6 +24,7 @@ def create_app(
         description="Upload documents; each becomes a `document.uploaded` event.",
     )
     app.state.settings = settings
+    app.state.broker = broker
     app.state.blobs = BlobStore(settings.blob_dir)
     app.state.bus = Bus(broker, "ingest")
     return app

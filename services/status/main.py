@@ -27,5 +27,6 @@ def create_app(
         description="Every document's progress, over REST and SSE.",
     )
     app.state.settings = settings
+    app.state.broker = broker
     app.state.board = board
     return app

@@ -1,0 +1,97 @@
+"""The whole pipeline as real processes against the session's real broker."""
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from deploy.kafka.launcher import free_ports
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_DATA = REPO.parent / "shared" / "data"
+PROCESSES = (("ingest",), ("chunker",), ("embedder",), ("indexer", "query"), ("status",))
+
+
+@dataclass
+class Stack:
+    """Service processes sharing one data dir; `urls` by service name."""
+
+    data_dir: Path
+    env: dict[str, str]
+    urls: dict[str, str] = field(default_factory=dict)
+    processes: dict[tuple[str, ...], subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, services: tuple[str, ...]) -> None:
+        log = (self.data_dir / f"{'+'.join(services)}.log").open("ab")
+        self.processes[services] = subprocess.Popen(
+            [sys.executable, "-m", "ragbus", "serve", *services],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+        )
+        for service in services:
+            self._wait_healthy(service, services)
+
+    def _wait_healthy(self, service: str, group: tuple[str, ...], timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.processes[group].poll() is not None:
+                raise RuntimeError(f"{service} exited:\n{self.log_tail(group)}")
+            try:
+                if httpx.get(f"{self.urls[service]}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"{service} not healthy:\n{self.log_tail(group)}")
+
+    def log_tail(self, group: tuple[str, ...]) -> str:
+        path = self.data_dir / f"{'+'.join(group)}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-30:])
+
+    def kill(self, services: tuple[str, ...]) -> None:
+        process = self.processes.pop(services)
+        process.kill()
+        process.wait()
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture(scope="session")
+def stack(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    data_dir = tmp_path_factory.mktemp("ragbus")
+    names = [name for group in PROCESSES for name in group]
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
+    env = {
+        **os.environ,
+        "RAGBUS_KAFKA_BOOTSTRAP": kafka_broker,
+        "RAGBUS_DATA_DIR": str(data_dir),
+        **{f"RAGBUS_{name.upper()}_PORT": str(port) for name, port in ports.items()},
+    }
+    env.pop("QDRANT_URL", None)
+    env.pop("TEI_URL", None)
+    running = Stack(data_dir, env, {name: f"http://127.0.0.1:{p}" for name, p in ports.items()})
+    try:
+        for group in PROCESSES:
+            running.start(group)
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"the shared test data is not at {SHARED_DATA}")
+    return SHARED_DATA
