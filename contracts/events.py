@@ -56,11 +56,6 @@ class Event(BaseModel):
             )
         return value
 
-    @property
-    def key(self) -> bytes:
-        """The Kafka message key: the document id."""
-        return self.document_id.encode()
-
 
 class DocumentUploaded(Event):
     """A document's bytes are in the blob store and ready to be chunked.

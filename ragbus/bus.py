@@ -7,7 +7,7 @@ FAILED status, never an exception), runs its pure transform, publishes the outpu
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -56,23 +56,43 @@ def encode(event: BaseModel) -> bytes:
 class Bus:
     """What a stage uses to talk to the bus."""
 
-    def __init__(self, broker: KafkaBroker, stage: Stage) -> None:
+    def __init__(
+        self,
+        broker: KafkaBroker,
+        stage: Stage,
+        outputs: Mapping[str, type[BaseModel]] | None = None,
+        consumes: Sequence[str] = (),
+    ) -> None:
+        """Declare the stage's publishers: its `outputs`, status updates, and the DLQ of each
+        topic it `consumes` (declared, they appear in the AsyncAPI document)."""
         self.broker = broker
         self.stage = stage
+        declared = {
+            **(outputs or {}),
+            DOCUMENT_STATUS: StatusUpdate,
+            **{dlq(topic): DeadLetter for topic in consumes},
+        }
+        self._publishers = {
+            topic: broker.publisher(
+                topic, title=f"{stage}:{topic}", schema=model, description=model.__doc__
+            )
+            for topic, model in declared.items()
+        }
 
-    async def publish(self, topic: str, events: Sequence[Event]) -> None:
-        """Publish `events` to `topic` and wait until the broker has every one of them.
+    async def publish(self, topic: str, events: Sequence[BaseModel]) -> None:
+        """Publish `events` to `topic` (one of the declared ones) and wait until the broker
+        has every one of them.
 
         The sends run concurrently so the producer batches them; nothing here depends on the
         order of one call's events (each carries its batch number).
         """
+        publisher = self._publishers[topic]
         await asyncio.gather(
             *(
-                self.broker.publish(
+                publisher.publish(
                     encode(event),
-                    topic,
-                    key=event.key,
-                    headers={"type": type(event).__name__, "trace_id": event.trace_id},
+                    key=_key(event),
+                    headers={"type": type(event).__name__},
                 )
                 for event in events
             )
@@ -125,8 +145,7 @@ class Bus:
             attempts=attempts,
             **ids,
         )
-        key = (ids["document_id"] or letter.event_id).encode()
-        await self.broker.publish(encode(letter), dlq(record.topic), key=key)
+        await self.publish(dlq(record.topic), [letter])
         metrics.DEAD_LETTERS.labels(self.stage, record.topic).inc()
         log.warning(
             "dead-lettered a message: %s",
@@ -143,6 +162,12 @@ class Bus:
                 reason=f"{self.stage}: {reason}",
             )
             await self.publish(DOCUMENT_STATUS, [update])
+
+
+def _key(event: BaseModel) -> bytes:
+    """Messages are keyed by document id, so one document's events stay on one partition."""
+    document_id = getattr(event, "document_id", None) or getattr(event, "event_id", "")
+    return str(document_id).encode()
 
 
 def _field(record: Record, name: str) -> str | None:

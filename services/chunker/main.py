@@ -2,6 +2,8 @@
 
 from fastapi import FastAPI
 
+from contracts.events import ChunksReady
+from contracts.topics import CHUNKS_READY, DOCUMENT_UPLOADED
 from ragbus.bus import Bus, create_broker
 from ragbus.embedding.model_files import load_tokenizer
 from ragbus.service import create_service_app
@@ -19,7 +21,12 @@ def create_app(
     broker = create_broker(settings, "chunker")
     # Counting tokens for the split: no truncation, no padding.
     tokenizer = load_tokenizer(max_tokens=0, pad=False)
-    register(broker, Bus(broker, "chunker"), settings, tokenizer)
+    register(
+        broker,
+        Bus(broker, "chunker", {CHUNKS_READY: ChunksReady}, [DOCUMENT_UPLOADED]),
+        settings,
+        tokenizer,
+    )
     app = create_service_app("chunker", broker=broker, description="Health and metrics only.")
     app.state.settings = settings
     app.state.broker = broker

@@ -2,9 +2,11 @@
 
 The text is tokenised once with offsets; every later decision (does this paragraph fit, where
 does the overlap start) is index arithmetic on those offsets, so splitting costs about one
-tokeniser pass however the text is shaped. Boundaries are always at whitespace or between
-words, which is where the model's pre-tokeniser splits too: re-tokenising a chunk's text gives
-the same tokens, so `token_count` is exact, not an estimate.
+tokeniser pass however the text is shaped. Boundaries are at whitespace or between words,
+which is where the model's pre-tokeniser splits too: re-tokenising a chunk's text gives the same
+tokens, so `token_count` is exact, not an estimate. Only a single word with more tokens than a
+chunk may hold (possible with small limits) is cut inside; those pieces are counted by
+re-tokenising them, since a word's tail tokenises differently on its own.
 """
 
 from __future__ import annotations
@@ -35,12 +37,18 @@ class ChunkSpan:
 
 
 class _Unit(NamedTuple):
-    """A piece of text that is never cut: chars [start, end), tokens [first, stop)."""
+    """A piece of text that is never cut: chars [start, end), tokens [first, stop).
+
+    `fresh` marks a piece that begins inside a word: its `tokens` come from re-tokenising it,
+    and it must open a chunk of its own (glued to the text before it, the word would re-form).
+    """
 
     start: int
     end: int
     first: int
     stop: int
+    tokens: int
+    fresh: bool = False
 
 
 # Coarse to fine: blank lines (paragraphs), sentence ends, single line breaks. Group 1 is the
@@ -71,8 +79,11 @@ def _unlimited(tokenizer: Tokenizer) -> Tokenizer:
 class _Splitter:
     """State for one text: its token offsets and the limits."""
 
-    def __init__(self, text: str, encoding: Encoding, budget: int, overlap: int) -> None:
+    def __init__(
+        self, text: str, tokenizer: Tokenizer, encoding: Encoding, budget: int, overlap: int
+    ) -> None:
         self.text = text
+        self.tokenizer = tokenizer
         self.offsets = encoding.offsets
         self.words = encoding.word_ids
         self.budget = budget
@@ -89,11 +100,12 @@ class _Splitter:
         tokens for one character; those can never be pulled apart)."""
         return self.offsets[index][0] >= self.offsets[index - 1][1]
 
-    def _spaced(self, index: int) -> bool:
-        return self.offsets[index][0] > self.offsets[index - 1][1]
-
-    def _new_word(self, index: int) -> bool:
+    def _word_start(self, index: int) -> bool:
+        """Token `index` starts a pre-tokeniser word: cutting here keeps counts exact."""
         return self.words[index] != self.words[index - 1] and self._separates(index)
+
+    def _spaced(self, index: int) -> bool:
+        return self._word_start(index) and self.offsets[index][0] > self.offsets[index - 1][1]
 
     def _sentence_start(self, index: int) -> bool:
         if not self._spaced(index):
@@ -124,7 +136,7 @@ class _Splitter:
         """Yield pieces no bigger than the budget, using the coarsest boundaries that work."""
         first, stop = self._token(start), self._token(end)
         if stop - first <= self.budget:
-            yield _Unit(start, end, first, stop)
+            yield _Unit(start, end, first, stop, stop - first)
             return
         if level == len(_LEVELS):
             yield from self._windows(start, end, first, stop)
@@ -146,23 +158,45 @@ class _Splitter:
         size = self.budget - self.overlap
         index = first
         while index < stop:
-            cut = min(index + size, stop)
-            if cut < stop:
-                cut = self._snap_back(index, cut, stop)
+            fresh = index != first and not self._word_start(index)
+            limit = self.budget if fresh else size  # a fresh piece gets no overlap
+            cut = stop if stop - index <= limit else self._word_cut(index, index + limit)
+            if cut is None:  # a single word longer than the window
+                cut = self._char_cut(index, index + limit, stop)
             piece_start = start if index == first else self.offsets[index][0]
-            piece_end = end if cut == stop else self._strip(piece_start, self.offsets[cut][0])[1]
-            yield _Unit(piece_start, piece_end, index, cut)
+            piece_end = self._end(piece_start, end, cut, stop)
+            tokens = cut - index
+            while fresh:  # its tokens are not the in-context ones: count, shrink to fit
+                tokens = self._count(piece_start, piece_end)
+                shorter = self._char_cut(index, cut - 1, cut) if cut - 1 > index else cut
+                if tokens <= limit or shorter >= cut:
+                    break
+                cut = shorter
+                piece_end = self._end(piece_start, end, cut, stop)
+            yield _Unit(piece_start, piece_end, index, cut, tokens, fresh)
             index = cut
 
-    def _snap_back(self, low: int, cut: int, stop: int) -> int:
-        """The latest good cut in the back half of (low, cut]: after whitespace, else between
-        words; failing both, between any two characters (one endless word). A character is
-        never split, even if its tokens alone exceed an absurdly small budget."""
+    def _end(self, piece_start: int, end: int, cut: int, stop: int) -> int:
+        return end if cut == stop else self._strip(piece_start, self.offsets[cut][0])[1]
+
+    def _count(self, start: int, end: int) -> int:
+        return len(self.tokenizer.encode(self.text[start:end], add_special_tokens=False).ids)
+
+    def _word_cut(self, low: int, cut: int) -> int | None:
+        """The latest word start in (low, cut], preferring whitespace in the back half."""
         half = max(low, cut - (cut - low) // 2)
-        for test, floor in ((self._spaced, half), (self._new_word, half), (self._separates, low)):
+        for test, floor in ((self._spaced, half), (self._word_start, low)):
             for index in range(cut, floor, -1):
                 if test(index):
                     return index
+        return None
+
+    def _char_cut(self, low: int, cut: int, stop: int) -> int:
+        """The latest cut in (low, cut] between two characters; never inside one, even when
+        its tokens alone exceed an absurdly small budget."""
+        for index in range(cut, low, -1):
+            if self._separates(index):
+                return index
         return next((index for index in range(cut + 1, stop) if self._separates(index)), stop)
 
     # ---------------------------------------------------------------- packing
@@ -181,33 +215,32 @@ class _Splitter:
                 return index
             if word is None and self._spaced(index):
                 word = index
-            if loose is None and self._new_word(index):
+            if loose is None and self._word_start(index):
                 loose = index
         return word if word is not None else loose
 
     def chunks(self) -> list[ChunkSpan]:
+        """Greedy packing: add units while they fit, then open the next chunk with overlap."""
         chunks: list[ChunkSpan] = []
-        start = end = first = stop = -1
+        start = end = first = stop = count = -1
         for unit in self.units():
-            if stop >= 0 and unit.stop - first <= self.budget:
-                end, stop = unit.end, unit.stop
+            if stop >= 0 and not unit.fresh and count + unit.tokens <= self.budget:
+                end, stop, count = unit.end, unit.stop, count + unit.tokens
                 continue
+            overlap = None
             if stop >= 0:
-                chunks.append(self._chunk(start, end, first, stop))
-                overlap = self._overlap_start(first, stop, self.budget - (unit.stop - unit.first))
-            else:
-                overlap = None
+                chunks.append(ChunkSpan(self.text[start:end], count, start, end))
+                if not unit.fresh:
+                    overlap = self._overlap_start(first, stop, self.budget - unit.tokens)
             if overlap is None:
-                start, first = unit.start, unit.first
+                start, first, count = unit.start, unit.first, unit.tokens
             else:
                 start, first = self.offsets[overlap][0], overlap
+                count = unit.first - overlap + unit.tokens
             end, stop = unit.end, unit.stop
         if stop >= 0:
-            chunks.append(self._chunk(start, end, first, stop))
+            chunks.append(ChunkSpan(self.text[start:end], count, start, end))
         return chunks
-
-    def _chunk(self, start: int, end: int, first: int, stop: int) -> ChunkSpan:
-        return ChunkSpan(self.text[start:end], stop - first, start, end)
 
 
 def split_text(
@@ -228,5 +261,6 @@ def split_text(
         raise ValueError(f"overlap_tokens must be in [0, {budget})")
     if not text.strip():
         return []
-    encoding = _unlimited(tokenizer).encode(text, add_special_tokens=False)
-    return _Splitter(text, encoding, budget, overlap_tokens).chunks()
+    tokenizer = _unlimited(tokenizer)
+    encoding = tokenizer.encode(text, add_special_tokens=False)
+    return _Splitter(text, tokenizer, encoding, budget, overlap_tokens).chunks()

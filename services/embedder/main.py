@@ -2,6 +2,8 @@
 
 from fastapi import FastAPI
 
+from contracts.events import VectorsReady
+from contracts.topics import CHUNKS_READY, VECTORS_READY
 from ragbus.bus import Bus, create_broker
 from ragbus.embedding import create_backend
 from ragbus.embedding.backend import EmbeddingBackend
@@ -23,7 +25,12 @@ def create_app(
         settings.tei_url, threads=settings.embed_threads, batch_size=settings.embed_batch_size
     )
     broker = create_broker(settings, "embedder")
-    register(broker, Bus(broker, "embedder"), settings, backend)
+    register(
+        broker,
+        Bus(broker, "embedder", {VECTORS_READY: VectorsReady}, [CHUNKS_READY]),
+        settings,
+        backend,
+    )
 
     async def close() -> None:
         backend.close()

@@ -2,6 +2,8 @@
 
 from fastapi import FastAPI
 
+from contracts.events import IndexPromoted
+from contracts.topics import INDEX_PROMOTED, VECTORS_READY
 from ragbus.bus import Bus, create_broker
 from ragbus.service import create_service_app
 from ragbus.store import shared_store
@@ -25,7 +27,12 @@ def create_app(
         settings.collection_alias,
     )
     broker = create_broker(settings, "indexer")
-    register(broker, Bus(broker, "indexer"), settings, runner)
+    register(
+        broker,
+        Bus(broker, "indexer", {INDEX_PROMOTED: IndexPromoted}, [VECTORS_READY]),
+        settings,
+        runner,
+    )
     app = create_service_app(
         "indexer",
         broker=broker,

@@ -2,6 +2,8 @@
 
 from fastapi import FastAPI
 
+from contracts.events import DocumentUploaded
+from contracts.topics import DOCUMENT_UPLOADED
 from ragbus.blobs import BlobStore
 from ragbus.bus import Bus, create_broker
 from ragbus.service import create_service_app
@@ -26,5 +28,5 @@ def create_app(
     app.state.settings = settings
     app.state.broker = broker
     app.state.blobs = BlobStore(settings.blob_dir)
-    app.state.bus = Bus(broker, "ingest")
+    app.state.bus = Bus(broker, "ingest", {DOCUMENT_UPLOADED: DocumentUploaded})
     return app

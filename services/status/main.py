@@ -2,6 +2,7 @@
 
 from fastapi import FastAPI
 
+from contracts.topics import DOCUMENT_STATUS
 from ragbus.bus import Bus, create_broker
 from ragbus.service import create_service_app
 
@@ -19,7 +20,7 @@ def create_app(
     settings = settings or get_settings()
     broker = create_broker(settings, "status")
     board = StatusBoard()
-    register(broker, Bus(broker, "status"), board)
+    register(broker, Bus(broker, "status", consumes=[DOCUMENT_STATUS]), board)
     app = create_service_app(
         "status",
         broker=broker,

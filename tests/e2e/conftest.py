@@ -31,7 +31,10 @@ class Stack:
         log = (self.data_dir / f"{'+'.join(services)}.log").open("ab")
         self.processes[services] = subprocess.Popen(
             [sys.executable, "-m", "ragbus", "serve", *services],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
         )
         for service in services:
             self._wait_healthy(service, services)

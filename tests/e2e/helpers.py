@@ -2,6 +2,7 @@
 
 import time
 import uuid
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -30,25 +31,36 @@ def status(stack: Stack, document_id: str) -> dict[str, Any] | None:
 
 
 def wait_final(
-    stack: Stack, document_ids: list[str], version: dict[str, str] | None = None,
+    stack: Stack,
+    document_ids: list[str],
+    version: dict[str, str] | None = None,
     timeout: float = 600,
+    since: datetime | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Poll until every document is in a final state (of `version[id]` when given)."""
+    """Poll until every document is in a final state (of `version[id]` when given, reached
+    after `since` when given)."""
     deadline = time.monotonic() + timeout
+    wanted = set(document_ids)
     final: dict[str, dict[str, Any]] = {}
     while time.monotonic() < deadline:
-        for document_id in document_ids:
-            if document_id in final:
-                continue
-            record = status(stack, document_id)
-            wanted = (version or {}).get(document_id)
-            if record and record["state"] in TERMINAL and wanted in (None, record["version"]):
+        listing = httpx.get(
+            f"{stack.urls['status']}/v1/documents", params={"limit": 100_000}, timeout=30
+        ).json()["documents"]
+        for record in listing:
+            document_id = record["document_id"]
+            expected = (version or {}).get(document_id)
+            if (
+                document_id in wanted
+                and record["state"] in TERMINAL
+                and expected in (None, record["version"])
+                and (since is None or datetime.fromisoformat(record["updated_at"]) > since)
+            ):
                 final[document_id] = record
-        if len(final) == len(document_ids):
+        if len(final) == len(wanted):
             return final
-        time.sleep(0.5)
-    missing = [d for d in document_ids if d not in final]
-    raise AssertionError(f"{len(missing)} documents not final: {[status(stack, d) for d in missing[:5]]}")
+        time.sleep(1.0)
+    missing = sorted(wanted - final.keys())
+    raise AssertionError(f"{len(missing)} not final: {[status(stack, d) for d in missing[:5]]}")
 
 
 def index_points(stack: Stack) -> int:
@@ -67,7 +79,9 @@ def query(stack: Stack, question: str, top_k: int = 5) -> list[dict[str, Any]]:
     return citations
 
 
-async def publish_raw(bootstrap: str, topic: str, messages: list[tuple[str, dict[str, Any] | bytes]]) -> None:
+async def publish_raw(
+    bootstrap: str, topic: str, messages: list[tuple[str, dict[str, Any] | bytes]]
+) -> None:
     """A producer that is not ragbus's code: plain aiokafka and hand-written JSON."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()

@@ -2,6 +2,7 @@
 
 import asyncio
 import io
+from datetime import UTC, datetime
 
 import httpx
 import orjson
@@ -39,9 +40,10 @@ async def test_an_upload_shows_every_transition_and_becomes_searchable(stack):
     ready = asyncio.Event()
 
     async def watch() -> None:
-        async with httpx.AsyncClient(timeout=None) as http, http.stream(
-            "GET", f"{stack.urls['status']}/v1/documents/stream"
-        ) as response:
+        async with (
+            httpx.AsyncClient(timeout=None) as http,
+            http.stream("GET", f"{stack.urls['status']}/v1/documents/stream") as response,
+        ):
             event = None
             async for line in response.aiter_lines():
                 if line.startswith("event:"):
@@ -58,7 +60,9 @@ async def test_an_upload_shows_every_transition_and_becomes_searchable(stack):
 
     watcher = asyncio.create_task(watch())
     await asyncio.wait_for(ready.wait(), 30)
-    text = b"# Octopus\n\nThe octopus has three hearts and blue blood, and it can taste with its arms."
+    text = (
+        b"# Octopus\n\nThe octopus has three hearts and blue blood, and it can taste with its arms."
+    )
     (accepted,) = await asyncio.to_thread(upload, stack, [("octopus.md", text)])
     assert accepted["status"] == "RECEIVED" and accepted["version"]
     await asyncio.wait_for(watcher, 300)
@@ -73,12 +77,21 @@ async def test_an_upload_shows_every_transition_and_becomes_searchable(stack):
 def test_json_text_documents_are_indexed(stack):
     response = httpx.post(
         f"{stack.urls['ingest']}/v1/documents",
-        json={"documents": [{"text": "Giraffes sleep less than two hours a day.",
-                             "title": "giraffe facts", "metadata": {"kind": "animal"}}]},
+        json={
+            "documents": [
+                {
+                    "text": "Giraffes sleep less than two hours a day.",
+                    "title": "giraffe facts",
+                    "metadata": {"kind": "animal"},
+                }
+            ]
+        },
     )
     assert response.status_code == 202
     (accepted,) = response.json()["documents"]
-    assert wait_final(stack, [accepted["document_id"]])[accepted["document_id"]]["state"] == "INDEXED"
+    assert (
+        wait_final(stack, [accepted["document_id"]])[accepted["document_id"]]["state"] == "INDEXED"
+    )
     assert query(stack, "how long do giraffes sleep")[0]["document_id"] == accepted["document_id"]
 
 
@@ -86,8 +99,9 @@ async def test_a_document_published_straight_onto_the_topic_is_indexed(stack, tm
     path = tmp_path / "external.txt"
     path.write_bytes(b"Platform team note: the quokka is a small marsupial from Rottnest Island.")
     event = external_event("external-quokka", path.as_uri(), "notes/external.txt")
-    await publish_raw(stack.env["RAGBUS_KAFKA_BOOTSTRAP"], DOCUMENT_UPLOADED,
-                      [("external-quokka", event)])
+    await publish_raw(
+        stack.env["RAGBUS_KAFKA_BOOTSTRAP"], DOCUMENT_UPLOADED, [("external-quokka", event)]
+    )
     record = (await asyncio.to_thread(wait_final, stack, ["external-quokka"]))["external-quokka"]
     assert record["state"] == "INDEXED" and record["chunks"] == 1
     assert query(stack, "Where does the quokka live?")[0]["document_id"] == "external-quokka"
@@ -101,9 +115,10 @@ def test_same_bytes_add_no_points_and_a_changed_file_replaces_its_chunks(stack):
     assert chunks_v1 > 2
     points = index_points(stack)
 
+    since = datetime.now(UTC)
     (again,) = upload(stack, [("guide/lighthouse.md", first)])
     assert (again["document_id"], again["version"]) == (doc["document_id"], doc["version"])
-    wait_final(stack, [doc["document_id"]], {doc["document_id"]: doc["version"]})
+    wait_final(stack, [doc["document_id"]], {doc["document_id"]: doc["version"]}, since=since)
     assert index_points(stack) == points
 
     (changed,) = upload(stack, [("guide/lighthouse.md", long_text("lighthouse keeper", 3))])
@@ -127,8 +142,14 @@ def encrypted_pdf() -> bytes:
 
 
 def test_an_unreadable_file_fails_with_a_reason_and_the_stage_goes_on(stack):
-    docs = upload(stack, [("locked.pdf", encrypted_pdf()), ("broken.pdf", b"%PDF-1.7 garbage"),
-                          ("fine.txt", b"Walruses use their tusks to haul out onto ice.")])
+    docs = upload(
+        stack,
+        [
+            ("locked.pdf", encrypted_pdf()),
+            ("broken.pdf", b"%PDF-1.7 garbage"),
+            ("fine.txt", b"Walruses use their tusks to haul out onto ice."),
+        ],
+    )
     final = wait_final(stack, [d["document_id"] for d in docs])
     states = {final[d["document_id"]]["filename"]: final[d["document_id"]] for d in docs}
     assert states["locked.pdf"]["state"] == "FAILED"
@@ -141,17 +162,33 @@ async def test_an_invalid_event_goes_to_the_dlq_and_the_pipeline_goes_on(stack, 
     bootstrap = stack.env["RAGBUS_KAFKA_BOOTSTRAP"]
     path = tmp_path / "after.txt"
     path.write_bytes(b"Narwhal tusks are teeth that can grow to three metres.")
-    await publish_raw(bootstrap, DOCUMENT_UPLOADED, [
-        ("bad-1", b"{not json"),
-        ("bad-2", {"schema_version": "7.0", "document_id": "bad-2", "tenant_id": "default",
-                   "blob_uri": "file:///x", "filename": "x.txt"}),
-        ("after", external_event("after", path.as_uri(), "after.txt")),
-    ])
-    record = (await asyncio.to_thread(wait_final, stack, ["after", "bad-2"]))
+    await publish_raw(
+        bootstrap,
+        DOCUMENT_UPLOADED,
+        [
+            ("bad-1", b"{not json"),
+            (
+                "bad-2",
+                {
+                    "schema_version": "7.0",
+                    "document_id": "bad-2",
+                    "tenant_id": "default",
+                    "blob_uri": "file:///x",
+                    "filename": "x.txt",
+                },
+            ),
+            ("after", external_event("after", path.as_uri(), "after.txt")),
+        ],
+    )
+    record = await asyncio.to_thread(wait_final, stack, ["after", "bad-2"])
     assert record["after"]["state"] == "INDEXED"
     assert record["bad-2"]["state"] == "FAILED" and "7.0" in record["bad-2"]["reason"]
-    consumer = AIOKafkaConsumer(dlq(DOCUMENT_UPLOADED), bootstrap_servers=bootstrap,
-                                auto_offset_reset="earliest", group_id=None)
+    consumer = AIOKafkaConsumer(
+        dlq(DOCUMENT_UPLOADED),
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
     await consumer.start()
     try:
         letters = {}

@@ -229,7 +229,7 @@ def test_markdown_front_matter_comments_and_shortcodes() -> None:
     [
         ("# Heading One\n\nBody.", "Heading One"),
         ("---\ntitle: 'Quoted'\n---\nBody.", "Quoted"),
-        ("+++\ntitle = \"Toml Title\"\n+++\nBody.", "Toml Title"),
+        ('+++\ntitle = "Toml Title"\n+++\nBody.', "Toml Title"),
         ("Plain body without heading.", None),
     ],
 )

@@ -63,9 +63,7 @@ def test_empty_text_gives_no_chunks(text: str, tokenizer: Tokenizer) -> None:
 
 def test_short_text_is_one_chunk(tokenizer: Tokenizer) -> None:
     text = "  Hello world. A second sentence.\n"
-    assert split_text(text, tokenizer) == [
-        ChunkSpan("Hello world. A second sentence.", 7, 2, 33)
-    ]
+    assert split_text(text, tokenizer) == [ChunkSpan("Hello world. A second sentence.", 7, 2, 33)]
 
 
 @pytest.mark.parametrize(

@@ -28,8 +28,16 @@ def collect(broker, topic, model):
 
 
 def uploaded(uri, filename="a.md", **extra):
-    return orjson.dumps({"schema_version": "1.0", "document_id": "d1", "tenant_id": "t",
-                         "blob_uri": uri, "filename": filename, **extra})
+    return orjson.dumps(
+        {
+            "schema_version": "1.0",
+            "document_id": "d1",
+            "tenant_id": "t",
+            "blob_uri": uri,
+            "filename": filename,
+            **extra,
+        }
+    )
 
 
 async def test_a_document_becomes_chunks_and_status_updates(app, tmp_path):
@@ -48,7 +56,10 @@ async def test_a_document_becomes_chunks_and_status_updates(app, tmp_path):
     ("payload", "reason"),
     [
         (b"not json", "invalid event"),
-        (uploaded("file:///nowhere", schema_version="9.0"), "schema_version '9.0' is not supported"),
+        (
+            uploaded("file:///nowhere", schema_version="9.0"),
+            "schema_version '9.0' is not supported",
+        ),
         (uploaded("file:///does/not/exist.md"), "does not exist"),
         (uploaded("s3://bucket/a.md"), "unsupported blob URI scheme"),
     ],

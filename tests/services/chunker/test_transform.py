@@ -6,8 +6,9 @@ from ragbus.embedding.model_files import load_tokenizer
 from services.chunker.parsers import UnreadableDocument
 from services.chunker.transform import chunk_document
 
-TEXT = "\n\n".join(f"Paragraph {n}. " + "Kafka keeps events ordered per partition. " * 12
-                   for n in range(20)).encode()
+TEXT = "\n\n".join(
+    f"Paragraph {n}. " + "Kafka keeps events ordered per partition. " * 12 for n in range(20)
+).encode()
 
 
 @pytest.fixture(scope="module")
@@ -16,13 +17,20 @@ def tokenizer():
 
 
 def uploaded(data: bytes, **fields):
-    return DocumentUploaded(document_id="d", tenant_id="t", blob_uri="file:///x",
-                            filename="notes.md", sha256=sha256_of(data), **fields)
+    return DocumentUploaded(
+        document_id="d",
+        tenant_id="t",
+        blob_uri="file:///x",
+        filename="notes.md",
+        sha256=sha256_of(data),
+        **fields,
+    )
 
 
 def chunk(event, data, tokenizer, per_event=4):
-    return chunk_document(event, data, tokenizer, max_tokens=256, overlap_tokens=32,
-                          chunks_per_event=per_event)
+    return chunk_document(
+        event, data, tokenizer, max_tokens=256, overlap_tokens=32, chunks_per_event=per_event
+    )
 
 
 def test_batches_carry_all_chunks_in_order_with_deterministic_ids(tokenizer):
@@ -41,8 +49,7 @@ def test_batches_carry_all_chunks_in_order_with_deterministic_ids(tokenizer):
 
 
 def test_version_is_derived_from_content_when_the_producer_leaves_it_out(tokenizer):
-    event = DocumentUploaded(document_id="d", tenant_id="t", blob_uri="file:///x",
-                             filename="a.txt")
+    event = DocumentUploaded(document_id="d", tenant_id="t", blob_uri="file:///x", filename="a.txt")
     batches = chunk(event, b"hello world", tokenizer)
     assert batches[0].version == sha256_of(b"hello world")[:16]
     assert batches[0].source == "a.txt"

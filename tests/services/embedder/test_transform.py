@@ -10,10 +10,17 @@ from services.embedder.transform import attach_vectors, texts_of
 
 def chunks_ready(document_id, count, batch=0):
     return ChunksReady(
-        document_id=document_id, tenant_id="t", version="v", source=f"{document_id}.md",
-        total_chunks=count, batch=batch, uploaded_at=datetime.now(UTC),
-        chunks=[Chunk(chunk_id=f"{document_id}-{n}", ordinal=n, text=f"text {n}", token_count=2)
-                for n in range(count)],
+        document_id=document_id,
+        tenant_id="t",
+        version="v",
+        source=f"{document_id}.md",
+        total_chunks=count,
+        batch=batch,
+        uploaded_at=datetime.now(UTC),
+        chunks=[
+            Chunk(chunk_id=f"{document_id}-{n}", ordinal=n, text=f"text {n}", token_count=2)
+            for n in range(count)
+        ],
     )
 
 

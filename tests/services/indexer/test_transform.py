@@ -10,12 +10,26 @@ from services.indexer.transform import promoted, to_points
 
 def vectors_ready(dimensions=4, vector_dims=4):
     return VectorsReady(
-        document_id="d", tenant_id="t", version="v", source="a.md", title="A",
-        metadata={"team": "x"}, total_chunks=1, batch=0, uploaded_at=datetime.now(UTC),
-        model="m", dimensions=dimensions,
-        chunks=[EmbeddedChunk(chunk_id="00000000-0000-0000-0000-000000000001", ordinal=0,
-                              text="hello", token_count=1,
-                              vector=pack(np.ones(vector_dims, np.float32)))],
+        document_id="d",
+        tenant_id="t",
+        version="v",
+        source="a.md",
+        title="A",
+        metadata={"team": "x"},
+        total_chunks=1,
+        batch=0,
+        uploaded_at=datetime.now(UTC),
+        model="m",
+        dimensions=dimensions,
+        chunks=[
+            EmbeddedChunk(
+                chunk_id="00000000-0000-0000-0000-000000000001",
+                ordinal=0,
+                text="hello",
+                token_count=1,
+                vector=pack(np.ones(vector_dims, np.float32)),
+            )
+        ],
     )
 
 

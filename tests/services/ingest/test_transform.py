@@ -43,7 +43,13 @@ def test_accepted_types_pass():
 
 def test_event_id_follows_tenant_and_name_and_version_follows_content():
     digest = sha256_of(b"hello")
-    event = uploaded_event(tenant_id="t", filename="a.md", blob_uri="file:///b", sha256=digest,
-                           size_bytes=5, content_type="text/markdown")
+    event = uploaded_event(
+        tenant_id="t",
+        filename="a.md",
+        blob_uri="file:///b",
+        sha256=digest,
+        size_bytes=5,
+        content_type="text/markdown",
+    )
     assert event.document_id == document_id("t", "a.md")
     assert event.version == digest[:16]

@@ -7,14 +7,26 @@ from contracts.events import StatusUpdate
 from services.status.fold import fold
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-STAGE = {S.RECEIVED: "ingest", S.CHUNKING: "chunker", S.EMBEDDING: "chunker",
-         S.INDEXING: "embedder", S.INDEXED: "indexer", S.FAILED: "chunker", S.DELETED: "ingest"}
+STAGE = {
+    S.RECEIVED: "ingest",
+    S.CHUNKING: "chunker",
+    S.EMBEDDING: "chunker",
+    S.INDEXING: "embedder",
+    S.INDEXED: "indexer",
+    S.FAILED: "chunker",
+    S.DELETED: "ingest",
+}
 
 
 def update(state, second, version="v1", **fields):
     return StatusUpdate(
-        document_id="d", tenant_id="t", stage=STAGE[state], state=state, version=version,
-        occurred_at=T0 + timedelta(seconds=second), **fields,
+        document_id="d",
+        tenant_id="t",
+        stage=STAGE[state],
+        state=state,
+        version=version,
+        occurred_at=T0 + timedelta(seconds=second),
+        **fields,
     )
 
 
@@ -40,13 +52,26 @@ HAPPY = [
         (HAPPY, S.INDEXED, "v1", None),
         # A stage's redelivered update never moves the document back.
         ([*HAPPY, update(S.EMBEDDING, 7, chunks=3)], S.INDEXED, "v1", None),
-        ([*HAPPY[:2], update(S.FAILED, 2, reason="chunker: PDF is encrypted")],
-         S.FAILED, "v1", "chunker: PDF is encrypted"),
+        (
+            [*HAPPY[:2], update(S.FAILED, 2, reason="chunker: PDF is encrypted")],
+            S.FAILED,
+            "v1",
+            "chunker: PDF is encrypted",
+        ),
         # A failed document stays failed until it is uploaded again.
-        ([*HAPPY[:2], update(S.FAILED, 2, reason="x"), update(S.EMBEDDING, 3)], S.FAILED, "v1", "x"),
+        (
+            [*HAPPY[:2], update(S.FAILED, 2, reason="x"), update(S.EMBEDDING, 3)],
+            S.FAILED,
+            "v1",
+            "x",
+        ),
         # A new upload starts over; late updates of the old version are ignored.
-        ([*HAPPY, update(S.RECEIVED, 10, "v2"), update(S.INDEXED, 11, "v1")],
-         S.RECEIVED, "v2", None),
+        (
+            [*HAPPY, update(S.RECEIVED, 10, "v2"), update(S.INDEXED, 11, "v1")],
+            S.RECEIVED,
+            "v2",
+            None,
+        ),
         # Producers that skip ingest start at CHUNKING; a new version there starts over too.
         ([*HAPPY, update(S.CHUNKING, 10, "v2")], S.CHUNKING, "v2", None),
         # A dead letter may not know the version: it still fails the current one.
@@ -61,8 +86,12 @@ def test_fold(updates, state, version, reason):
 def test_counts_filename_and_timings_follow_the_updates():
     record = replay(*HAPPY)
     assert (record.filename, record.chunks, record.indexed_chunks) == ("a.md", 3, 3)
-    assert record.timings_ms == {"chunking": 1000.0, "embedding": 3000.0, "indexing": 1000.0,
-                                 "total": 6000.0}
+    assert record.timings_ms == {
+        "chunking": 1000.0,
+        "embedding": 3000.0,
+        "indexing": 1000.0,
+        "total": 6000.0,
+    }
 
 
 def test_a_repeated_update_changes_nothing():

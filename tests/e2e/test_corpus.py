@@ -1,0 +1,79 @@
+"""The acceptance run on real data: the 545 Kubernetes pages and the 30 format fixtures, through
+the upload API and again straight onto the topic. Slow (minutes): it embeds every chunk twice."""
+
+import asyncio
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from contracts.topics import DOCUMENT_UPLOADED
+from ragbus.client import collect_files
+
+from .helpers import external_event, index_points, publish_raw, upload, wait_final
+
+pytestmark = pytest.mark.e2e
+
+BATCH = 25
+REPORT = Path(__file__).resolve().parents[2] / "reports" / "corpus-api-run.json"
+
+
+def corpus(shared_data: Path) -> list[tuple[str, Path]]:
+    files, _ = collect_files([shared_data / "k8s-docs", shared_data / "formats"])
+    return [(f.name, f.path) for f in files if f.path.name != "SOURCE.md"]
+
+
+def all_records(stack) -> list[dict]:
+    body = httpx.get(f"{stack.urls['status']}/v1/documents", params={"limit": 100_000}).json()
+    return body["documents"]
+
+
+def test_the_corpus_through_the_api_then_straight_onto_the_topic(stack, shared_data):
+    files = corpus(shared_data)
+    assert len(files) >= 575
+    points_before = index_points(stack)
+    chunks_before = sum(r["chunks"] or 0 for r in all_records(stack) if r["state"] == "INDEXED")
+    assert points_before == chunks_before
+
+    started = time.perf_counter()
+    accepted = []
+    for start in range(0, len(files), BATCH):
+        batch = files[start : start + BATCH]
+        accepted += upload(stack, [(name, path.read_bytes()) for name, path in batch])
+    by_api = wait_final(stack, [d["document_id"] for d in accepted], timeout=1800)
+    seconds = time.perf_counter() - started
+
+    failed = [r for r in by_api.values() if r["state"] == "FAILED"]
+    assert all(r["reason"] for r in failed)
+    assert {r["state"] for r in by_api.values()} <= {"INDEXED", "FAILED"}
+    api_chunks = {r["filename"]: r["chunks"] for r in by_api.values() if r["state"] == "INDEXED"}
+    assert len(api_chunks) + len(failed) == len(files)
+    assert index_points(stack) == points_before + sum(api_chunks.values())
+    report = {
+        "files": len(files),
+        "chunks": sum(api_chunks.values()),
+        "seconds": round(seconds, 1),
+        "chunks_per_second": round(sum(api_chunks.values()) / seconds, 1),
+        "failed": dict(Counter(r["reason"] for r in failed)),
+    }
+    REPORT.parent.mkdir(exist_ok=True)
+    REPORT.write_text(json.dumps(report, indent=2))
+
+    events = [
+        (f"external:{name}", external_event(f"external:{name}", path.as_uri(), name))
+        for name, path in files
+    ]
+    asyncio.run(publish_raw(stack.env["RAGBUS_KAFKA_BOOTSTRAP"], DOCUMENT_UPLOADED, events))
+    by_topic = wait_final(stack, [key for key, _ in events], timeout=1800)
+    topic_chunks = {
+        r["filename"]: r["chunks"] for r in by_topic.values() if r["state"] == "INDEXED"
+    }
+    assert topic_chunks == api_chunks
+    assert {r["filename"] for r in by_topic.values() if r["state"] == "FAILED"} == {
+        r["filename"] for r in failed
+    }
+    indexed = sum(r["chunks"] or 0 for r in all_records(stack) if r["state"] == "INDEXED")
+    assert index_points(stack) == indexed

@@ -1,0 +1,12 @@
+from contracts.topics import CONSUMED, DOCUMENT_STATUS, all_topics, dlq
+from ragbus.asyncapi import document
+
+
+def test_the_asyncapi_document_covers_every_topic_and_event():
+    spec = document()
+    addresses = {channel["address"] for channel in spec["channels"].values()}
+    assert addresses == {topic.name for topic in all_topics()}
+    assert {dlq(topic) for topic in CONSUMED} <= addresses and DOCUMENT_STATUS in addresses
+    schemas = spec["components"]["schemas"]
+    assert {"DocumentUploaded", "ChunksReady", "VectorsReady", "IndexPromoted", "StatusUpdate",
+            "DeadLetter"} <= set(schemas)
