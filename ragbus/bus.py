@@ -9,7 +9,7 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import orjson
 from aiokafka.structs import ConsumerRecord
@@ -31,7 +31,7 @@ from ragbus.settings import CommonSettings
 log = logging.getLogger(__name__)
 
 E = TypeVar("E", bound=BaseModel)
-Record = ConsumerRecord[bytes | None, bytes | None]
+Record: TypeAlias = "ConsumerRecord[bytes | None, bytes | None]"
 
 
 def create_broker(settings: CommonSettings, client_id: str) -> KafkaBroker:

@@ -58,7 +58,9 @@ async def _ingest(args: argparse.Namespace, console: Console) -> int:
             try:
                 async for accepted in api.upload(http, ingest_url, files, args.batch):
                     for document in accepted:
-                        progress_state.expected[document["document_id"]] = document["filename"]
+                        early = progress_state.expect(document["document_id"], document["filename"])
+                        if early is not None:
+                            finished(early)
                     bar.update(uploading, advance=len(accepted))
             except (RuntimeError, httpx.HTTPError) as exc:
                 follower.cancel()
@@ -68,7 +70,10 @@ async def _ingest(args: argparse.Namespace, console: Console) -> int:
                 follower.cancel()
                 console.print(f"uploaded {len(progress_state.expected)} documents")
                 return 0
-            await follower
+            if progress_state.done:
+                follower.cancel()
+            else:
+                await follower
     return _summary(console, progress_state, time.perf_counter() - started)
 
 

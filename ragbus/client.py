@@ -99,27 +99,38 @@ async def status_events(
 
 @dataclass
 class Progress:
-    """Which uploaded documents reached a final state, counting only what followed the upload."""
+    """Which uploaded documents reached a final state, counting only what followed the upload.
+
+    A document counts once a final state follows a state change seen on the stream; it may
+    finish before the upload's answer names it, so such documents wait in `early`.
+    """
 
     expected: dict[str, str] = field(default_factory=dict)  # document id -> filename
     moving: set[str] = field(default_factory=set)
+    early: dict[str, dict[str, Any]] = field(default_factory=dict)
     final: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def expect(self, document_id: str, filename: str) -> dict[str, Any] | None:
+        """Add an uploaded document; return its final record if it already finished."""
+        self.expected[document_id] = filename
+        record = self.early.pop(document_id, None)
+        if record is not None:
+            self.final[document_id] = record
+        return record
 
     def observe(self, record: dict[str, Any]) -> bool:
         """Take one state record; True when it finished one of the expected documents."""
         document_id = record["document_id"]
         if record["state"] not in TERMINAL:
-            # Seen before the upload's answer names it, so recorded for every document.
             self.moving.add(document_id)
             return False
-        if (
-            document_id in self.expected
-            and document_id not in self.final
-            and (document_id in self.moving)
-        ):
-            self.final[document_id] = record
-            return True
-        return False
+        if document_id not in self.moving or document_id in self.final:
+            return False
+        if document_id not in self.expected:
+            self.early[document_id] = record
+            return False
+        self.final[document_id] = record
+        return True
 
     @property
     def done(self) -> bool:

@@ -33,7 +33,7 @@ class _Server(uvicorn.Server):
 def _main_module(name: str) -> ServiceMain:
     if name not in SERVICES:
         raise SystemExit(f"unknown service {name!r}; choose from {', '.join(SERVICES)}")
-    module: ServiceMain = importlib.import_module(f"services.{name}.main")  # type: ignore[assignment]
+    module: ServiceMain = importlib.import_module(f"services.{name}.main")
     return module
 
 
@@ -51,9 +51,14 @@ async def serve(names: Sequence[str]) -> None:
             app, host=settings.host, port=port, log_config=None, access_log=False, lifespan="on"
         )
         servers.append(_Server(config))
+
+    def stop_all() -> None:
+        for server in servers:
+            server.should_exit = True
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: [setattr(s, "should_exit", True) for s in servers])
+        loop.add_signal_handler(sig, stop_all)
     await asyncio.gather(*(server.serve() for server in servers))
 
 

@@ -104,9 +104,7 @@ class TeiEmbedder:
             raise EmbeddingUnavailable(f"TEI at {self.url} unreachable: {error!r}") from error
         status = response.status_code
         if status >= 500 or status in _TRANSIENT_4XX:
-            raise EmbeddingUnavailable(
-                f"TEI at {self.url} answered {status}: {_message(response)}"
-            )
+            raise EmbeddingUnavailable(f"TEI at {self.url} answered {status}: {_message(response)}")
         if status >= 400:
             raise ValueError(
                 f"TEI at {self.url} rejected the request ({status}): {_message(response)}"

@@ -252,12 +252,13 @@ _FRONT_MATTER = re.compile(
     r"\A(?:---[ \t]*\n(?:(.*?)\n)?---|\+\+\+[ \t]*\n(?:(.*?)\n)?\+\+\+)[ \t]*(?:\n|\Z)", re.S
 )
 _FRONT_MATTER_KEY = re.compile(r"""^([A-Za-z_][\w-]*)[ \t]*[:=][ \t]*(.*?)[ \t]*$""")
-_HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
-_SHORTCODE_COMMENT_BLOCK = re.compile(
-    r"\{\{[<%]\s*comment\s*[>%]\}\}.*?\{\{[<%]\s*/comment\s*[>%]\}\}", re.S
-)
+_HTML_COMMENT_OPEN = re.compile(re.escape("<!--"))
+_HTML_COMMENT_CLOSE = re.compile(re.escape("-->"))
+_COMMENT_SHORTCODE_OPEN = re.compile(r"\{\{[<%]\s*comment\s*[>%]\}\}")
+_COMMENT_SHORTCODE_CLOSE = re.compile(r"\{\{[<%]\s*/comment\s*[>%]\}\}")
+# Arguments never contain braces, which also keeps a run of unclosed "{{<" linear.
 _SHORTCODE = re.compile(
-    r"\{\{[<%]-?\s*(?P<close>/?)\s*(?P<name>[\w.-]+)(?P<args>.*?)-?[>%]\}\}", re.S
+    r"\{\{[<%]-?\s*(?P<close>/?)\s*(?P<name>[\w.-]+)(?P<args>[^{}]*?)-?[>%]\}\}"
 )
 _SHORTCODE_ARG = re.compile(r"""(\w+)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"']+))""")
 _SHORTCODE_HEADINGS = {
@@ -274,6 +275,21 @@ _MD_IMAGE = re.compile(r"!\[([^\]\n]*)\]\([^)\n]*\)")
 _MD_LINK = re.compile(r"(?<!\\)\[([^\]\n]+)\]\([^)\n]*\)")
 _MD_HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+(.+?)[ \t#]*$", re.M)
 _DATA_URI = re.compile(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=\s]{64,}")
+
+
+def _drop_blocks(text: str, opener: re.Pattern[str], closer: re.Pattern[str]) -> str:
+    """Remove every opener...closer block in one linear pass (a lazy `.*?` regex goes
+    quadratic on many unclosed openers). An unclosed block is left as it is."""
+    kept: list[str] = []
+    position = 0
+    while (start := opener.search(text, position)) is not None:
+        end = closer.search(text, start.end())
+        if end is None:
+            break
+        kept.append(text[position : start.start()])
+        position = end.end()
+    kept.append(text[position:])
+    return "".join(kept)
 
 
 def _shortcode_args(raw: str) -> dict[str, str]:
@@ -354,8 +370,8 @@ def _extract_markdown(data: bytes) -> ExtractedText:
         # A rendered page shows its title and description first; index pages have nothing else.
         lead = [f"# {title}" if title else "", fields.get("description", "")]
         text = "\n\n".join([*lead, text[front.end() :]])
-    text = _HTML_COMMENT.sub("", text)
-    text = _SHORTCODE_COMMENT_BLOCK.sub("", text)
+    text = _drop_blocks(text, _HTML_COMMENT_OPEN, _HTML_COMMENT_CLOSE)
+    text = _drop_blocks(text, _COMMENT_SHORTCODE_OPEN, _COMMENT_SHORTCODE_CLOSE)
     text = _SHORTCODE.sub(_replace_shortcode, text)
     text = _DATA_URI.sub("", text)
     text = _MD_IMAGE.sub(r"\1", text)
@@ -495,7 +511,7 @@ def _extract_html(data: bytes) -> ExtractedText:
     except (lxml.etree.ParserError, ValueError) as exc:
         if not text.strip():
             raise UnreadableDocument("no extractable text") from exc
-        raise UnreadableDocument(f"not a readable HTML file: {exc}") from exc
+        raise UnreadableDocument(f"not a readable HTML file: {_describe(exc)}") from exc
     title_element = root.find(".//title")
     title = _clean_title(title_element.text_content() if title_element is not None else None)
     if title is None:
@@ -528,8 +544,6 @@ def _extract_pdf(data: bytes) -> ExtractedText:
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
     except Exception as exc:  # pypdf raises many types on damaged input
-        if b"/Encrypt" in data[-4096:] or b"/Encrypt" in data[:4096]:
-            raise UnreadableDocument("PDF is encrypted (password required)") from exc
         raise UnreadableDocument(f"corrupt or truncated PDF: {_describe(exc)}") from exc
     try:
         if reader.is_encrypted:

@@ -146,7 +146,8 @@ async def _read_multipart(request: Request, settings: IngestSettings) -> list[Up
     if not files:
         raise RejectedUpload(400, "no files: send one or more multipart fields named 'files'")
     metadata = _parse_metadata(form.get("metadata"))
-    uploads, problems = [], []
+    uploads: list[Upload] = []
+    problems: list[RejectedUpload] = []
     for upload in files:
         try:
             filename = clean_filename(upload.filename)

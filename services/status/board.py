@@ -69,6 +69,6 @@ class StatusBoard:
             for record in current:
                 yield record
             yield None
-            while (record := await queue.get()) is not None:
-                if record.tenant_id == tenant_id and document_id in (None, record.document_id):
-                    yield record
+            while (change := await queue.get()) is not None:
+                if change.tenant_id == tenant_id and document_id in (None, change.document_id):
+                    yield change

@@ -2,6 +2,8 @@
 
 import asyncio
 import io
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import httpx
@@ -213,3 +215,31 @@ def test_the_status_service_rebuilds_its_state_from_the_topic_after_a_restart(st
     stack.start(("status",))
     assert wait_final(stack, [doc["document_id"]], timeout=60)[doc["document_id"]] == before
     assert status(stack, doc["document_id"]) == before
+
+
+def test_the_ingest_command_uploads_a_folder_and_follows_it_to_the_end(stack, tmp_path):
+    folder = tmp_path / "handbook"
+    folder.mkdir()
+    for n in range(6):
+        (folder / f"page{n}.md").write_text(f"# Page {n}\n\nPenguins page {n}: they cannot fly.")
+    (folder / "image.png").write_bytes(b"\x89PNG")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ragbus",
+            "ingest",
+            str(folder),
+            "--ingest-url",
+            stack.urls["ingest"],
+            "--status-url",
+            stack.urls["status"],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=stack.env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "6 indexed (6 chunks), 0 failed" in result.stdout
+    assert "skipped" in result.stdout and "image.png" in result.stdout

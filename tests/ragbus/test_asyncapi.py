@@ -8,5 +8,11 @@ def test_the_asyncapi_document_covers_every_topic_and_event():
     assert addresses == {topic.name for topic in all_topics()}
     assert {dlq(topic) for topic in CONSUMED} <= addresses and DOCUMENT_STATUS in addresses
     schemas = spec["components"]["schemas"]
-    assert {"DocumentUploaded", "ChunksReady", "VectorsReady", "IndexPromoted", "StatusUpdate",
-            "DeadLetter"} <= set(schemas)
+    assert {
+        "DocumentUploaded",
+        "ChunksReady",
+        "VectorsReady",
+        "IndexPromoted",
+        "StatusUpdate",
+        "DeadLetter",
+    } <= set(schemas)

@@ -60,13 +60,16 @@ def _handler(fake: FakeTei) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             if self.path == "/info" and fake.info:
-                self._reply(200, {
-                    "model_id": MODEL_NAME,
-                    "model_type": {"embedding": {"pooling": "mean"}},
-                    "max_input_length": 256,
-                    "max_client_batch_size": fake.max_client_batch_size,
-                    "version": "fake",
-                })
+                self._reply(
+                    200,
+                    {
+                        "model_id": MODEL_NAME,
+                        "model_type": {"embedding": {"pooling": "mean"}},
+                        "max_input_length": 256,
+                        "max_client_batch_size": fake.max_client_batch_size,
+                        "version": "fake",
+                    },
+                )
             else:
                 self._reply(404, {"error": "not found", "error_type": "not_found"})
 
@@ -86,11 +89,14 @@ def _handler(fake: FakeTei) -> type[BaseHTTPRequestHandler]:
                 self._reply(422, {"error": "`inputs` cannot be empty", "error_type": "empty"})
                 return
             if len(inputs) > fake.max_client_batch_size:
-                self._reply(413, {
-                    "error": f"batch size {len(inputs)} > maximum allowed batch size "
-                    f"{fake.max_client_batch_size}",
-                    "error_type": "validation",
-                })
+                self._reply(
+                    413,
+                    {
+                        "error": f"batch size {len(inputs)} > maximum allowed batch size "
+                        f"{fake.max_client_batch_size}",
+                        "error_type": "validation",
+                    },
+                )
                 return
             fake.requests.append(inputs)
             vectors = fake.model.embed(inputs) * fake.scale

@@ -1,0 +1,42 @@
+from pathlib import Path
+
+from ragbus.client import Progress, collect_files
+
+
+def record(document_id, state):
+    return {"document_id": document_id, "state": state}
+
+
+def test_a_document_counts_when_a_final_state_follows_a_change():
+    progress = Progress()
+    progress.expect("a", "a.md")
+    assert not progress.observe(record("a", "INDEXED"))  # an old state sent on connect
+    assert not progress.observe(record("a", "RECEIVED"))
+    assert progress.observe(record("a", "INDEXED"))
+    assert progress.done
+
+
+def test_a_document_that_finishes_before_the_upload_answer_still_counts():
+    progress = Progress()
+    for state in ("RECEIVED", "CHUNKING", "FAILED"):
+        progress.observe(record("b", state))
+    assert not progress.final
+    assert progress.expect("b", "b.pdf") == record("b", "FAILED")
+    assert progress.done
+
+
+def test_other_documents_are_ignored():
+    progress = Progress()
+    progress.expect("a", "a.md")
+    progress.observe(record("z", "RECEIVED"))
+    assert not progress.observe(record("z", "INDEXED"))
+    assert not progress.done
+
+
+def test_folders_are_walked_and_unsupported_files_skipped(tmp_path: Path):
+    (tmp_path / "docs" / "sub").mkdir(parents=True)
+    for name in ("docs/a.md", "docs/sub/b.pdf", "docs/c.exe"):
+        (tmp_path / name).write_bytes(b"x")
+    chosen, skipped = collect_files([tmp_path / "docs"])
+    assert [f.name for f in chosen] == ["docs/a.md", "docs/sub/b.pdf"]
+    assert [p.name for p in skipped] == ["c.exe"]
