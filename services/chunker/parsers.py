@@ -271,8 +271,10 @@ _SHORTCODE_HEADINGS = {
     "seealso": "See also",
 }
 _SHORTCODE_CALLOUTS = {"note": "Note:", "caution": "Caution:", "warning": "Warning:"}
-_MD_IMAGE = re.compile(r"!\[([^\]\n]*)\]\([^)\n]*\)")
-_MD_LINK = re.compile(r"(?<!\\)\[([^\]\n]+)\]\([^)\n]*\)")
+# Link text stops at brackets and targets at parens/whitespace: linear even on hostile input.
+_MD_TARGET = r"\((?:<[^<>\n]*>|(?:[^()\s]|\([^()\s]*\))*)(?:[ \t]+\"[^\"\n]*\")?\)"
+_MD_IMAGE = re.compile(r"!\[([^\[\]\n]*)\]" + _MD_TARGET)
+_MD_LINK = re.compile(r"(?<!\\)\[([^\[\]\n]+)\]" + _MD_TARGET)
 _MD_HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+(.+?)[ \t#]*$", re.M)
 _DATA_URI = re.compile(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=\s]{64,}")
 

@@ -389,3 +389,19 @@ def test_format_from_content_type_then_magic_bytes() -> None:
     document.add_paragraph("From magic bytes.")
     assert extract_text(_docx_bytes(document), "blob", None).text == "From magic bytes."
     assert extract_text(b"plain words", "README", None).text == "plain words"
+
+
+def test_markdown_links_keep_their_text() -> None:
+    source = b'See [the docs](/docs/x/ "Title"), ![img](<a b.png>) and [k8s](https://k8s.io/a_(b)).'
+    assert extract_text(source, "links.md", None).text == "See the docs, img and k8s."
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [b"<!--" * 400_000, b"{{< " * 400_000, b"[x](" * 400_000, b"![x](a(" * 300_000, b"[" * 10**6],
+    ids=["unclosed-comments", "unclosed-shortcodes", "unclosed-links", "nested-parens", "brackets"],
+)
+def test_hostile_markdown_stays_linear(hostile: bytes) -> None:
+    started = time.perf_counter()
+    assert extract_text(hostile, "hostile.md", None).text
+    assert time.perf_counter() - started < 20  # quadratic regexes would take hours
