@@ -32,7 +32,7 @@ class CommonSettings(BaseSettings):
     )
     collection_alias: str = "ragbus"
     embed_threads: int | None = Field(default=None, ge=1)
-    embed_batch_size: int = Field(default=32, ge=1)
+    embed_batch_size: int = Field(default=8, ge=1, description="texts per model call")
     max_tokens: int = Field(default=256, ge=16, le=512)
 
     @model_validator(mode="after")
