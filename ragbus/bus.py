@@ -8,7 +8,6 @@ FAILED status, never an exception), runs its pure transform, publishes the outpu
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any, TypeAlias, TypeVar
 
 import orjson
@@ -186,7 +185,3 @@ def _identity(record: Record) -> dict[str, str | None]:
         "document_id": _field(record, "document_id") or key,
         "tenant_id": _field(record, "tenant_id"),
     }
-
-
-def elapsed_ms(since: datetime, until: datetime) -> float:
-    return max(0.0, (until - since).total_seconds() * 1000)

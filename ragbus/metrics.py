@@ -26,6 +26,13 @@ UPLOAD_TO_INDEXED = Histogram(
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
 )
 
+HTTP_SECONDS = Histogram(
+    "ragbus_http_request_seconds",
+    "HTTP request latency by route and status",
+    ["service", "method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
 router = APIRouter()
 
 

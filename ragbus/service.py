@@ -1,10 +1,11 @@
 """The HTTP shell every service shares: health, metrics, and a lifespan that runs the broker."""
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 
@@ -42,6 +43,19 @@ def create_service_app(
         description=description,
         lifespan=lifespan,
     )
+
+    @app.middleware("http")
+    async def observe(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.HTTP_SECONDS.labels(title, request.method, path, response.status_code).observe(
+            time.perf_counter() - started
+        )
+        return response
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> JSONResponse:
