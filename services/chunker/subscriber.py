@@ -9,6 +9,7 @@ from faststream.kafka.annotations import KafkaMessage
 from tokenizers import Tokenizer
 
 from contracts.events import DocumentState, DocumentUploaded
+from contracts.ids import sha256_of, version_of
 from contracts.topics import CHUNKS_READY, DOCUMENT_UPLOADED
 from ragbus import metrics
 from ragbus.blobs import BlobError, read_blob
@@ -42,10 +43,17 @@ def register(
         if event is None:
             metrics.MESSAGES.labels("chunker", DOCUMENT_UPLOADED, "dead_letter").inc()
             return
-        await bus.report(event, DocumentState.CHUNKING, filename=event.filename)
         started = time.perf_counter()
         try:
             data = await asyncio.to_thread(read_blob, event.blob_uri, settings.max_blob_bytes)
+        except BlobError as exc:
+            await bus.dead_letter(record, str(exc), type(exc).__name__, version=event.version)
+            metrics.MESSAGES.labels("chunker", DOCUMENT_UPLOADED, "dead_letter").inc()
+            return
+        # Producers may leave the version out; the status needs it to tell versions apart.
+        version = event.version or version_of(sha256_of(data))
+        await bus.report(event, DocumentState.CHUNKING, filename=event.filename, version=version)
+        try:
             batches = await asyncio.to_thread(
                 chunk_document,
                 event,
@@ -55,18 +63,20 @@ def register(
                 overlap_tokens=settings.overlap_tokens,
                 chunks_per_event=settings.chunks_per_event,
             )
-        except (BlobError, UnreadableDocument) as exc:
-            await bus.dead_letter(record, str(exc), type(exc).__name__, version=event.version)
+        except UnreadableDocument as exc:
+            await bus.dead_letter(record, str(exc), type(exc).__name__, version=version)
             metrics.MESSAGES.labels("chunker", DOCUMENT_UPLOADED, "dead_letter").inc()
             return
-        await bus.publish(CHUNKS_READY, batches)
         seconds = time.perf_counter() - started
-        metrics.STAGE_SECONDS.labels("chunker").observe(seconds)
-        metrics.CHUNKS.labels("chunker").inc(batches[0].total_chunks)
-        metrics.MESSAGES.labels("chunker", DOCUMENT_UPLOADED, "ok").inc()
+        # Reported before the chunks go out, so it reaches document.status before the
+        # embedder's update about them.
         await bus.report(
             batches[0],
             DocumentState.EMBEDDING,
             filename=event.filename,
             chunks=batches[0].total_chunks,
         )
+        await bus.publish(CHUNKS_READY, batches)
+        metrics.STAGE_SECONDS.labels("chunker").observe(seconds)
+        metrics.CHUNKS.labels("chunker").inc(batches[0].total_chunks)
+        metrics.MESSAGES.labels("chunker", DOCUMENT_UPLOADED, "ok").inc()

@@ -56,10 +56,8 @@ def register(
         )
         seconds = time.perf_counter() - started
         outputs = attach_vectors(events, vectors, backend.name)
-        await bus.publish(VECTORS_READY, outputs)
-        metrics.BATCH_SIZE.labels("embedder").observe(len(texts))
-        metrics.STAGE_SECONDS.labels("embedder").observe(seconds)
-        metrics.CHUNKS.labels("embedder").inc(len(texts))
+        # Reported before the vectors go out, so it reaches document.status before the
+        # indexer's update about them.
         for output in outputs:
             if output.batch == 0:
                 await bus.report(
@@ -68,3 +66,7 @@ def register(
                     filename=output.source,
                     chunks=output.total_chunks,
                 )
+        await bus.publish(VECTORS_READY, outputs)
+        metrics.BATCH_SIZE.labels("embedder").observe(len(texts))
+        metrics.STAGE_SECONDS.labels("embedder").observe(seconds)
+        metrics.CHUNKS.labels("embedder").inc(len(texts))

@@ -122,9 +122,11 @@ async def upload_documents(
                 metadata=metadata,
             )
         )
-    await bus.publish(DOCUMENT_UPLOADED, events)
+    # Status first: a stage's report always precedes its output, so the updates of a document
+    # reach document.status in pipeline order.
     for event in events:
         await bus.report(event, DocumentState.RECEIVED, filename=event.filename)
+    await bus.publish(DOCUMENT_UPLOADED, events)
     return AcceptedDocuments(documents=[_accepted(event) for event in events])
 
 

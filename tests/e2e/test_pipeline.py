@@ -12,6 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from pypdf import PdfWriter
 
+from contracts.ids import sha256_of, version_of
 from contracts.topics import DOCUMENT_UPLOADED, dlq
 
 from .helpers import (
@@ -243,3 +244,21 @@ def test_the_ingest_command_uploads_a_folder_and_follows_it_to_the_end(stack, tm
     assert result.returncode == 0, result.stdout + result.stderr
     assert "6 indexed (6 chunks), 0 failed" in result.stdout
     assert "skipped" in result.stdout and "image.png" in result.stdout
+
+
+async def test_a_producer_that_sends_no_version_still_gets_new_versions_indexed(stack, tmp_path):
+    bootstrap = stack.env["RAGBUS_KAFKA_BOOTSTRAP"]
+    path = tmp_path / "ext.txt"
+    path.write_bytes(b"Version one: the capybara is the largest living rodent.")
+    event = external_event("ext-versions", path.as_uri(), "ext.txt")
+    await publish_raw(bootstrap, DOCUMENT_UPLOADED, [("ext-versions", event)])
+    first = (await asyncio.to_thread(wait_final, stack, ["ext-versions"]))["ext-versions"]
+    assert first["state"] == "INDEXED"
+    second_bytes = b"Version two: capybaras are semi-aquatic and live in South America."
+    path.write_bytes(second_bytes)
+    await publish_raw(bootstrap, DOCUMENT_UPLOADED, [("ext-versions", {**event, "event_id": "2"})])
+    version = version_of(sha256_of(second_bytes))
+    final = await asyncio.to_thread(wait_final, stack, ["ext-versions"], {"ext-versions": version})
+    assert final["ext-versions"]["state"] == "INDEXED" and version != first["version"]
+    hits = [h for h in query(stack, "capybara", top_k=10) if h["document_id"] == "ext-versions"]
+    assert [h["text"] for h in hits] == [second_bytes.decode()]
