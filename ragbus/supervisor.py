@@ -95,6 +95,7 @@ class Stack:
             Child(group, self.data_dir / "logs" / f"{'+'.join(group)}.log") for group in groups
         ]
         self._stop = threading.Event()
+        self.broker_peak_rss_mb = 0.0
 
     def env(self) -> dict[str, str]:
         return {
@@ -153,6 +154,7 @@ class Stack:
         """Sample memory and restart a child that died, until asked to stop."""
         env = self.env()
         while not self._stop.wait(2.0):
+            self._sample_broker()
             for child in self.children:
                 child.sample_memory()
                 process = child.process
@@ -168,6 +170,14 @@ class Stack:
                 print(f"{child.name} exited with {process.returncode}; restarting", flush=True)
                 child.start(env)
 
+    def _sample_broker(self) -> None:
+        pid = self.kafka.pid()
+        try:
+            rss = psutil.Process(pid).memory_info().rss / 2**20 if pid else 0.0
+        except psutil.Error:
+            return
+        self.broker_peak_rss_mb = max(self.broker_peak_rss_mb, rss)
+
     def request_stop(self) -> None:
         self._stop.set()
 
@@ -176,6 +186,7 @@ class Stack:
             child.stop()
         self.kafka.stop()
         peaks = {child.name: round(child.peak_rss_mb, 1) for child in self.children}
+        peaks["kafka"] = round(self.broker_peak_rss_mb, 1)
         (self.data_dir / "peak-rss.json").write_text(json.dumps(peaks, indent=2))
         print(f"stopped; peak memory (MB): {peaks}", flush=True)
 
