@@ -16,6 +16,8 @@ from typing import Any, Protocol, TypeVar
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
+from ragbus.settings import CommonSettings
+
 Payload = dict[str, Any]
 T = TypeVar("T")
 
@@ -199,13 +201,16 @@ class StoreRunner:
 
 
 def shared_store(
-    shared: dict[str, object], url: str | None, path: Path, alias: str
+    shared: dict[str, object] | None, settings: CommonSettings
 ) -> tuple[StoreRunner, list[Callable[[], Awaitable[None]]]]:
     """The store of this process, opened by the first service that asks; only that service
     closes it (embedded storage admits one opener, so services in one process must share it)."""
+    shared = {} if shared is None else shared
     existing = shared.get("store")
     if isinstance(existing, StoreRunner):
         return existing, []
-    runner = StoreRunner(QdrantStore.connect(url, path, alias))
+    runner = StoreRunner(
+        QdrantStore.connect(settings.qdrant_url, settings.qdrant_path, settings.collection_alias)
+    )
     shared["store"] = runner
     return runner, [runner.close]

@@ -20,12 +20,7 @@ def create_app(
 ) -> FastAPI:
     """`shared["store"]` lets the query service in the same process use the same storage."""
     settings = settings or get_settings()
-    runner, close = shared_store(
-        {} if shared is None else shared,
-        settings.qdrant_url,
-        settings.qdrant_path,
-        settings.collection_alias,
-    )
+    runner, close = shared_store(shared, settings)
     broker = create_broker(settings, "indexer")
     register(
         broker,

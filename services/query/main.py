@@ -22,12 +22,7 @@ def create_app(
 ) -> FastAPI:
     """With embedded storage, run it in the indexer's process so both share `shared["store"]`."""
     settings = settings or get_settings()
-    runner, close = shared_store(
-        {} if shared is None else shared,
-        settings.qdrant_url,
-        settings.qdrant_path,
-        settings.collection_alias,
-    )
+    runner, close = shared_store(shared, settings)
     embedder = embedder or create_backend(
         settings.tei_url, threads=settings.embed_threads, batch_size=1
     )
