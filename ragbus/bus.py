@@ -146,6 +146,7 @@ class Bus:
         )
         await self.publish(dlq(record.topic), [letter])
         metrics.DEAD_LETTERS.labels(self.stage, record.topic).inc()
+        metrics.MESSAGES.labels(self.stage, record.topic, "dead_letter").inc()
         log.warning(
             "dead-lettered a message: %s",
             reason,

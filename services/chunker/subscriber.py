@@ -41,14 +41,12 @@ def register(
         record = message.raw_message
         event = await bus.decode(record, DocumentUploaded)
         if event is None:
-            metrics.MESSAGES.labels("chunker", DOCUMENT_UPLOADED, "dead_letter").inc()
             return
         started = time.perf_counter()
         try:
             data = await asyncio.to_thread(read_blob, event.blob_uri, settings.max_blob_bytes)
         except BlobError as exc:
             await bus.dead_letter(record, str(exc), type(exc).__name__, version=event.version)
-            metrics.MESSAGES.labels("chunker", DOCUMENT_UPLOADED, "dead_letter").inc()
             return
         # Producers may leave the version out; the status needs it to tell versions apart.
         version = event.version or version_of(sha256_of(data))
@@ -65,7 +63,6 @@ def register(
             )
         except UnreadableDocument as exc:
             await bus.dead_letter(record, str(exc), type(exc).__name__, version=version)
-            metrics.MESSAGES.labels("chunker", DOCUMENT_UPLOADED, "dead_letter").inc()
             return
         seconds = time.perf_counter() - started
         # Reported before the chunks go out, so it reaches document.status before the

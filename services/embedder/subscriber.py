@@ -41,9 +41,8 @@ def register(
         events = []
         for record in message.raw_message:
             event = await bus.decode(record, ChunksReady)
-            outcome = "ok" if event is not None else "dead_letter"
-            metrics.MESSAGES.labels("embedder", CHUNKS_READY, outcome).inc()
             if event is not None:
+                metrics.MESSAGES.labels("embedder", CHUNKS_READY, "ok").inc()
                 events.append(event)
         if not events:
             return

@@ -43,17 +43,15 @@ def register(broker: KafkaBroker, bus: Bus, settings: IndexerSettings, runner: S
         points: list[Point] = []
         for record in message.raw_message:
             event = await bus.decode(record, VectorsReady)
-            if event is not None:
-                try:
-                    points += to_points(event)
-                    events.append(event)
-                except ValueError as exc:
-                    await bus.dead_letter(
-                        record, str(exc), type(exc).__name__, version=event.version
-                    )
-                    event = None
-            outcome = "ok" if event is not None else "dead_letter"
-            metrics.MESSAGES.labels("indexer", VECTORS_READY, outcome).inc()
+            if event is None:
+                continue
+            try:
+                points += to_points(event)
+            except ValueError as exc:
+                await bus.dead_letter(record, str(exc), type(exc).__name__, version=event.version)
+                continue
+            events.append(event)
+            metrics.MESSAGES.labels("indexer", VECTORS_READY, "ok").inc()
         if not events:
             return
         collection = await runner.run(lambda: store.ensure_collection(events[0].dimensions))

@@ -27,6 +27,6 @@ def register(broker: KafkaBroker, bus: Bus, board: StatusBoard) -> None:
     )
     async def on_status_update(message: KafkaMessage) -> None:
         update = await bus.decode(message.raw_message, StatusUpdate)
-        metrics.MESSAGES.labels("status", DOCUMENT_STATUS, "ok" if update else "dead_letter").inc()
         if update is not None:
+            metrics.MESSAGES.labels("status", DOCUMENT_STATUS, "ok").inc()
             board.apply(update)
