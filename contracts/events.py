@@ -1,6 +1,7 @@
 """Every event on the bus: frozen pydantic models, the only place an event's shape is written.
 
-All events are keyed by `document_id`, so one document's events stay ordered on one partition.
+All events are keyed by `document_id`, so one document's events stay ordered on one partition
+(the query service's `Conversation` records, which are about no document, by `conversation_key`).
 Within a major `schema_version` changes are backward compatible; a consumer rejects another
 major version instead of guessing.
 """
@@ -9,6 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -35,17 +37,13 @@ class UnsupportedSchemaVersion(ValueError):
     """The event was written for a major schema version this consumer does not understand."""
 
 
-class Event(BaseModel):
-    """Fields every event carries."""
+class Versioned(BaseModel):
+    """A frozen, closed record whose `schema_version` must be of the major version this
+    consumer reads: events and the records that are not about a document share the check."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     schema_version: str = SCHEMA_VERSION
-    event_id: str = Field(default_factory=new_event_id, description="unique; consumers dedup on it")
-    document_id: Identifier
-    tenant_id: Identifier
-    trace_id: str = Field(default_factory=new_event_id)
-    occurred_at: datetime = Field(default_factory=utcnow)
 
     @field_validator("schema_version")
     @classmethod
@@ -55,6 +53,16 @@ class Event(BaseModel):
                 f"schema_version {value!r} is not supported (this consumer reads {SCHEMA_MAJOR}.x)"
             )
         return value
+
+
+class Event(Versioned):
+    """Fields every event carries."""
+
+    event_id: str = Field(default_factory=new_event_id, description="unique; consumers dedup on it")
+    document_id: Identifier
+    tenant_id: Identifier
+    trace_id: str = Field(default_factory=new_event_id)
+    occurred_at: datetime = Field(default_factory=utcnow)
 
 
 class DocumentUploaded(Event):
@@ -176,6 +184,44 @@ class DeadLetter(BaseModel):
     tenant_id: str | None = None
 
 
+class Turn(BaseModel):
+    """One question of a conversation and the answer it got."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    question: str
+    answer: str
+    asked_at: datetime = Field(default_factory=utcnow)
+
+
+def conversation_key(tenant_id: str, conversation_id: str) -> str:
+    """The message key of a conversation: `<tenant>/<conversation id>`.
+
+    The tenant is percent-encoded, so it holds no `/` and two tenants' conversations can never
+    share a key (compaction keeps one record per key).
+    """
+    return f"{quote(tenant_id, safe='')}/{conversation_id}"
+
+
+class Conversation(Versioned):
+    """The latest turns of one conversation, kept by the query service on the compacted
+    `query.conversations` topic, keyed `<tenant_id, percent-encoded>/<conversation_id>`.
+
+    Each record is the whole conversation, oldest turn first, so the newest record of a key is
+    all a replica needs and compaction may drop the older ones. Not an `Event`: a conversation
+    is not about a document.
+    """
+
+    conversation_id: Identifier
+    tenant_id: Identifier
+    turns: list[Turn] = Field(description="the last turns, oldest first")
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def key(self) -> str:
+        return conversation_key(self.tenant_id, self.conversation_id)
+
+
 EVENT_TYPES: dict[str, type[BaseModel]] = {
     model.__name__: model
     for model in (
@@ -185,6 +231,7 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
         IndexPromoted,
         StatusUpdate,
         DeadLetter,
+        Conversation,
     )
 }
 

@@ -7,6 +7,9 @@ CHUNKS_READY = "chunks.ready"
 VECTORS_READY = "vectors.ready"
 INDEX_PROMOTED = "index.promoted"
 DOCUMENT_STATUS = "document.status"
+# The query service's conversation history (key: `events.conversation_key`), written and read
+# by the query service alone.
+QUERY_CONVERSATIONS = "query.conversations"
 
 DEFAULT_PARTITIONS = 12
 
@@ -25,11 +28,17 @@ class TopicSpec:
     configs: dict[str, str] = field(default_factory=dict)
 
 
-# Topics that a stage consumes; each gets a dead-letter topic of its own.
+# Topics that a stage consumes; each gets a dead-letter topic of its own. (The query service
+# also reads `index.promoted` and `query.conversations`, in every replica without a group: a bad
+# record there is logged and counted, since a DLQ would get one copy of it per replica.)
 CONSUMED = (DOCUMENT_UPLOADED, CHUNKS_READY, VECTORS_READY, DOCUMENT_STATUS)
 
 # Large enough for a batch of chunk texts or packed vectors, small enough to stay a message.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+# A conversation idle this long is over: compaction keeps each conversation's latest record,
+# deletion drops the ones whose latest record is older than this.
+CONVERSATION_RETENTION_MS = 7 * 24 * 3600 * 1000
 
 
 def all_topics(partitions: int = DEFAULT_PARTITIONS) -> list[TopicSpec]:
@@ -44,6 +53,15 @@ def all_topics(partitions: int = DEFAULT_PARTITIONS) -> list[TopicSpec]:
             DOCUMENT_STATUS,
             partitions,
             {**size, "cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
+        ),
+        TopicSpec(
+            QUERY_CONVERSATIONS,
+            partitions,
+            {
+                **size,
+                "cleanup.policy": "compact,delete",
+                "retention.ms": str(CONVERSATION_RETENTION_MS),
+            },
         ),
     ]
     specs += [TopicSpec(dlq(topic), partitions, size) for topic in CONSUMED]

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from faststream.specification import AsyncAPI
 
-STAGES = ("ingest", "chunker", "embedder", "indexer", "status")
+STAGES = ("ingest", "chunker", "embedder", "indexer", "status", "query")
 
 
 def document() -> dict[str, Any]:

@@ -33,6 +33,28 @@ HTTP_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
+QUERY_SECONDS = Histogram(
+    "ragbus_query_seconds",
+    "Query latency by step (embed, retrieve, rerank, first_token, generate, total)",
+    ["step"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+QUERIES = Counter(
+    "ragbus_queries_total", "Queries answered, by mode and outcome", ["mode", "outcome"]
+)
+LLM_TOKENS = Counter("ragbus_llm_tokens_total", "Text deltas streamed from the language model")
+QUERY_CACHE = Counter(
+    "ragbus_query_cache_total", "Answer cache lookups, by outcome (hit, miss)", ["outcome"]
+)
+QUERY_CACHE_DROPPED = Counter(
+    "ragbus_query_cache_dropped_total", "Cached answers dropped because the index changed"
+)
+CONVERSATION_WRITES = Counter(
+    "ragbus_conversation_writes_total",
+    "Conversation records published by the query service, by outcome (ok, failed)",
+    ["outcome"],
+)
+
 router = APIRouter()
 
 

@@ -20,11 +20,13 @@ def create_service_app(
     broker: KafkaBroker | None = None,
     routers: Sequence[APIRouter] = (),
     startup: Sequence[Hook] = (),
+    started: Sequence[Hook] = (),
     shutdown: Sequence[Hook] = (),
     description: str = "",
 ) -> FastAPI:
     """A FastAPI app with `/healthz` and `/metrics`; `startup` hooks run before the broker
-    starts consuming (load models, open stores) and `shutdown` hooks after it stopped."""
+    starts consuming (load models, open stores), `started` hooks once it consumes and before
+    the app serves (catch up on a topic), and `shutdown` hooks after the broker stopped."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -36,6 +38,8 @@ def create_service_app(
             if broker is not None:
                 await broker.start()
                 stack.push_async_callback(broker.stop)
+            for hook in started:
+                await hook()
             yield
 
     app = FastAPI(

@@ -12,7 +12,8 @@ DEFAULT_TENANT = "default"
 
 
 class CommonSettings(BaseSettings):
-    """Read from `RAGBUS_*` environment variables (and `QDRANT_URL`, `TEI_URL`)."""
+    """Read from `RAGBUS_*` environment variables (and `QDRANT_URL`, `TEI_URL`, `LLM_URL`,
+    `LLM_MODEL`, `RERANK_URL`)."""
 
     model_config = SettingsConfigDict(env_prefix="RAGBUS_", extra="ignore", frozen=True)
 
@@ -29,6 +30,19 @@ class CommonSettings(BaseSettings):
     )
     tei_url: str | None = Field(
         default=None, validation_alias=AliasChoices("TEI_URL", "RAGBUS_TEI_URL")
+    )
+    llm_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("LLM_URL", "RAGBUS_LLM_URL"),
+        description="OpenAI-compatible base URL ending in /v1 (vLLM, llama.cpp server)",
+    )
+    llm_model: str = Field(
+        default="", validation_alias=AliasChoices("LLM_MODEL", "RAGBUS_LLM_MODEL")
+    )
+    rerank_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("RERANK_URL", "RAGBUS_RERANK_URL"),
+        description="TEI-compatible server with POST /rerank",
     )
     collection_alias: str = "ragbus"
     embed_threads: int | None = Field(default=None, ge=1)

@@ -2,14 +2,16 @@
 embedded local storage otherwise (which one process at a time may open).
 
 The serving name is an alias over a generation collection (`<alias>_g<N>`), so a rebuild can
-write a new generation and swap the alias atomically.
+write a new generation and swap the alias atomically. Each point holds a dense vector and a
+BM25-style sparse vector (`ragbus.sparse`) scored with Qdrant's IDF modifier; hybrid search fuses
+the two rankings with reciprocal rank fusion inside Qdrant's query API.
 """
 
 import asyncio
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -17,15 +19,23 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from ragbus.settings import CommonSettings
+from ragbus.sparse import SparseVector
 
 Payload = dict[str, Any]
 T = TypeVar("T")
+
+DENSE = "dense"
+SPARSE = "sparse"
+# Candidates each ranking contributes to the fusion, per result asked for (at least FUSION_FLOOR).
+FUSION_DEPTH = 4
+FUSION_FLOOR = 40
 
 
 @dataclass(frozen=True)
 class Point:
     id: str
     vector: Sequence[float]
+    sparse: SparseVector
     payload: Payload
 
 
@@ -34,6 +44,17 @@ class Hit:
     id: str
     score: float
     payload: Payload
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """What to look for: a dense vector, a sparse one, or both (hybrid, fused by RRF)."""
+
+    tenant_id: str
+    limit: int
+    dense: Sequence[float] | None = None
+    sparse: SparseVector | None = None
+    filters: Payload = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -56,9 +77,9 @@ class VectorStore(Protocol):
 
     def delete_other_versions(self, document_id: str, version: str) -> int: ...
 
-    def search(
-        self, vector: Sequence[float], limit: int, tenant_id: str, filters: Payload | None = None
-    ) -> list[Hit]: ...
+    def search(self, request: SearchRequest) -> list[Hit]: ...
+
+    def generation(self) -> int: ...
 
     def info(self) -> IndexInfo: ...
 
@@ -99,17 +120,16 @@ class QdrantStore:
         """The alias's collection, creating generation 1 and the alias when there is none."""
         existing = self._collection()
         if existing is not None:
-            size = self.client.get_collection(existing).config.params.vectors
-            if isinstance(size, qm.VectorParams) and size.size != dimensions:
-                raise ValueError(
-                    f"collection {existing} holds {size.size}-dim vectors, model gives {dimensions}"
-                )
+            self._check_schema(existing, dimensions)
             return existing
         collection = f"{self.alias}_g1"
         if not self.client.collection_exists(collection):
             self.client.create_collection(
                 collection,
-                vectors_config=qm.VectorParams(size=dimensions, distance=qm.Distance.COSINE),
+                vectors_config={
+                    DENSE: qm.VectorParams(size=dimensions, distance=qm.Distance.COSINE)
+                },
+                sparse_vectors_config={SPARSE: qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
             )
             for field in ("tenant_id", "document_id", "version"):
                 self.client.create_payload_index(collection, field, qm.PayloadSchemaType.KEYWORD)
@@ -122,12 +142,30 @@ class QdrantStore:
         )
         return collection
 
+    def _check_schema(self, collection: str, dimensions: int) -> None:
+        params = self.client.get_collection(collection).config.params
+        dense = params.vectors.get(DENSE) if isinstance(params.vectors, dict) else None
+        if dense is None or SPARSE not in (params.sparse_vectors or {}):
+            raise ValueError(
+                f"collection {collection} lacks the {DENSE!r} and {SPARSE!r} vectors this version "
+                "writes (made by an older ragbus?): delete it or the storage and re-ingest"
+            )
+        if dense.size != dimensions:
+            raise ValueError(
+                f"collection {collection} holds {dense.size}-dim vectors, model gives {dimensions}"
+            )
+
     def upsert(self, points: Sequence[Point]) -> None:
         """Write points and wait until they are visible; the same ids overwrite, never duplicate."""
         self.client.upsert(
             self.alias,
             points=[
-                qm.PointStruct(id=p.id, vector=list(p.vector), payload=p.payload) for p in points
+                qm.PointStruct(
+                    id=p.id,
+                    vector={DENSE: list(p.vector), SPARSE: _sparse(p.sparse)},
+                    payload=p.payload,
+                )
+                for p in points
             ],
             wait=True,
         )
@@ -150,20 +188,45 @@ class QdrantStore:
             )
         return stale
 
-    def search(
-        self, vector: Sequence[float], limit: int, tenant_id: str, filters: Payload | None = None
-    ) -> list[Hit]:
-        """Nearest chunks of one tenant; `filters` match metadata fields exactly."""
-        must = [_match("tenant_id", tenant_id)]
-        must += [_match(f"metadata.{key}", value) for key, value in (filters or {}).items()]
-        result = self.client.query_points(
-            self.alias,
-            query=list(vector),
-            limit=limit,
-            query_filter=qm.Filter(must=must),
-            with_payload=True,
-        )
+    def search(self, request: SearchRequest) -> list[Hit]:
+        """The tenant's best chunks; `filters` match metadata fields exactly.
+
+        The tenant filter sits on every ranking, fused or not, so no other tenant's chunk can
+        enter a candidate list.
+        """
+        must = [_match("tenant_id", request.tenant_id)]
+        must += [_match(f"metadata.{key}", value) for key, value in request.filters.items()]
+        where = qm.Filter(must=must)
+        dense = list(request.dense) if request.dense is not None else None
+        sparse = _sparse(request.sparse) if request.sparse else None
+        if dense is not None and sparse is not None:
+            depth = max(FUSION_FLOOR, FUSION_DEPTH * request.limit)
+            result = self.client.query_points(
+                self.alias,
+                prefetch=[
+                    qm.Prefetch(query=dense, using=DENSE, filter=where, limit=depth),
+                    qm.Prefetch(query=sparse, using=SPARSE, filter=where, limit=depth),
+                ],
+                query=qm.FusionQuery(fusion=qm.Fusion.RRF),
+                limit=request.limit,
+                with_payload=True,
+            )
+        elif dense is not None or sparse is not None:
+            result = self.client.query_points(
+                self.alias,
+                query=dense if dense is not None else sparse,
+                using=DENSE if dense is not None else SPARSE,
+                query_filter=where,
+                limit=request.limit,
+                with_payload=True,
+            )
+        else:
+            return []
         return [Hit(str(p.id), p.score, p.payload or {}) for p in result.points]
+
+    def generation(self) -> int:
+        """The generation the alias serves now (0 before the first collection exists)."""
+        return generation_of(self._collection() or "")
 
     def info(self) -> IndexInfo:
         collection = self._collection() or ""
@@ -182,6 +245,10 @@ class QdrantStore:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _sparse(vector: SparseVector) -> qm.SparseVector:
+    return qm.SparseVector(indices=list(vector.indices), values=list(vector.values))
 
 
 class StoreRunner:

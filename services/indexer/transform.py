@@ -2,11 +2,13 @@
 
 from contracts.events import IndexPromoted, VectorsReady
 from contracts.vectors import unpack
+from ragbus.sparse import encode_document
 from ragbus.store import Point, generation_of
 
 
 def to_points(event: VectorsReady) -> list[Point]:
-    """Points keyed by chunk id (document, version, ordinal): a replay overwrites, never adds."""
+    """Points keyed by chunk id (document, version, ordinal): a replay overwrites, never adds.
+    Each carries the embedder's dense vector and a BM25 sparse vector of the chunk's text."""
     base = {
         "document_id": event.document_id,
         "tenant_id": event.tenant_id,
@@ -20,6 +22,7 @@ def to_points(event: VectorsReady) -> list[Point]:
         Point(
             id=chunk.chunk_id,
             vector=unpack(chunk.vector, event.dimensions).tolist(),
+            sparse=encode_document(chunk.text),
             payload={**base, "ordinal": chunk.ordinal, "text": chunk.text},
         )
         for chunk in event.chunks

@@ -1,65 +1,106 @@
-"""`POST /v1/query`: dense retrieval over the serving alias, with numbered citations."""
+"""`POST /v1/query` (JSON) and `POST /v1/query/stream` (SSE) over the promoted index."""
 
-import asyncio
-import time
-from typing import Annotated, Literal
+from collections.abc import AsyncIterator
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import StreamingResponse
 
-from contracts.events import Metadata
 from ragbus.auth import Tenant
-from ragbus.embedding.backend import EmbeddingBackend
-from ragbus.store import StoreRunner
+from ragbus.sse import event_stream, frame
 
-from .settings import QuerySettings
-from .transform import Citation, citations_of, extractive_answer
+from .conversations import ConversationLog
+from .models import Done, Failure, QueryRequest, QueryResponse, Retrieval
+from .pipeline import EVENT_NAMES, QueryDeps, QueryEvent, answer
+from .transform import Exchange
 
 router = APIRouter(prefix="/v1", tags=["query"])
 
-
-class QueryRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    question: str = Field(min_length=1, max_length=4000)
-    top_k: int = Field(default=5, ge=1)
-    filters: Metadata = Field(default_factory=dict, description="exact matches on metadata")
-    mode: Literal["dense"] = "dense"
-    generate: bool = True
+# A failed step maps to the HTTP status a JSON client sees (SSE clients get an `error` event).
+FAILURE_STATUS = {"request": 422, "retrieve": 503, "generate": 502}
 
 
-class QueryResponse(BaseModel):
-    answer: str | None
-    citations: list[Citation]
-    timings_ms: dict[str, float]
+def _deps(request: Request) -> QueryDeps:
+    deps: QueryDeps = request.app.state.deps
+    return deps
 
 
-def _state(request: Request) -> tuple[QuerySettings, StoreRunner, EmbeddingBackend]:
-    state = request.app.state
-    return state.settings, state.store, state.embedder
+def _conversations(request: Request) -> ConversationLog:
+    log: ConversationLog = request.app.state.conversations
+    return log
 
 
-State = Annotated[tuple[QuerySettings, StoreRunner, EmbeddingBackend], Depends(_state)]
+Deps = Annotated[QueryDeps, Depends(_deps)]
+Conversations = Annotated[ConversationLog, Depends(_conversations)]
 
 
-@router.post("/query", response_model=QueryResponse)
-async def query(body: QueryRequest, tenant: Tenant, state: State) -> QueryResponse:
-    """Retrieve the tenant's passages nearest the question; `generate: false` skips the answer."""
-    settings, runner, embedder = state
-    if body.top_k > settings.max_top_k:
-        raise HTTPException(422, f"top_k must be at most {settings.max_top_k}")
-    started = time.perf_counter()
-    vector = (await asyncio.to_thread(embedder.embed, [body.question]))[0].tolist()
-    embedded = time.perf_counter()
-    hits = await runner.run(lambda: runner.store.search(vector, body.top_k, tenant, body.filters))
-    searched = time.perf_counter()
-    citations = citations_of(hits)
-    return QueryResponse(
-        answer=extractive_answer(citations) if body.generate else None,
-        citations=citations,
-        timings_ms={
-            "embed": round((embedded - started) * 1000, 2),
-            "search": round((searched - embedded) * 1000, 2),
-            "total": round((time.perf_counter() - started) * 1000, 2),
-        },
-    )
+async def _conversation_events(
+    deps: QueryDeps, conversations: ConversationLog, tenant: str, body: QueryRequest
+) -> AsyncIterator[QueryEvent]:
+    """The question's events, with the conversation's history in and this turn recorded after."""
+    history: list[Exchange] = []
+    if body.conversation_id:
+        turns = conversations.history(tenant, body.conversation_id)
+        history = [Exchange(turn.question, turn.answer) for turn in turns]
+    async for event in answer(deps, tenant, body, history):
+        if isinstance(event, Done) and body.conversation_id:
+            await conversations.append(
+                tenant, body.conversation_id, body.question, event.answer or ""
+            )
+        yield event
+
+
+@router.post(
+    "/query",
+    response_model=QueryResponse,
+    responses={
+        502: {"description": "the language model failed"},
+        503: {"description": "retrieval failed"},
+    },
+)
+async def query(
+    body: QueryRequest, tenant: Tenant, deps: Deps, conversations: Conversations
+) -> QueryResponse:
+    """Answer with numbered citations (`generate: false`: retrieval only)."""
+    retrieval: Retrieval | None = None
+    async for event in _conversation_events(deps, conversations, tenant, body):
+        if isinstance(event, Failure):
+            raise HTTPException(FAILURE_STATUS.get(event.stage, 500), event.model_dump())
+        if isinstance(event, Retrieval):
+            retrieval = event
+        elif isinstance(event, Done) and retrieval is not None:
+            return QueryResponse(
+                answer=event.answer,
+                citations=retrieval.passages,
+                cited=[citation.n for citation in event.citations],
+                question=retrieval.question,
+                mode=retrieval.mode,
+                rerank=retrieval.rerank,
+                model=event.model,
+                cached=event.cached,
+                timings_ms=event.timings_ms,
+            )
+    raise HTTPException(500, "the query ended without an answer")
+
+
+@router.post(
+    "/query/stream",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "SSE events: `retrieval`, then `token` and `citation` as the answer "
+            "streams, then `done`; or `error` (`{stage, message}`) at any point",
+        }
+    },
+)
+async def query_stream(
+    body: QueryRequest, tenant: Tenant, deps: Deps, conversations: Conversations
+) -> StreamingResponse:
+    """The answer token by token, each passage announced when first cited."""
+
+    async def frames() -> AsyncIterator[bytes]:
+        async for event in _conversation_events(deps, conversations, tenant, body):
+            yield frame(EVENT_NAMES[type(event)], event)
+
+    return event_stream(frames())

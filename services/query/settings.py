@@ -10,6 +10,25 @@ from ragbus.settings import CommonSettings
 class QuerySettings(CommonSettings):
     port: int = Field(default=8082, validation_alias=AliasChoices("RAGBUS_QUERY_PORT"))
     max_top_k: int = Field(default=50, ge=1)
+    context_passages: int = Field(
+        default=8, ge=1, description="most passages put in the prompt (the context window is small)"
+    )
+    rerank_candidates: int = Field(default=30, ge=1, description="fused hits sent to the reranker")
+    llm_api_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("LLM_API_KEY", "RAGBUS_LLM_API_KEY")
+    )
+    llm_max_tokens: int = Field(default=384, ge=16)
+    llm_connect_timeout_s: float = Field(default=5.0, gt=0)
+    llm_delta_timeout_s: float = Field(default=30.0, gt=0, description="longest wait for a token")
+    llm_total_timeout_s: float = Field(default=120.0, gt=0)
+    llm_retries: int = Field(default=2, ge=0)
+    rewrite_max_tokens: int = Field(default=64, ge=8)
+    history_turns: int = Field(default=6, ge=1, description="turns kept per conversation")
+    replay_timeout_s: float = Field(
+        default=60.0, gt=0, description="longest wait at start for the conversations to reload"
+    )
+    cache_entries: int = Field(default=2048, ge=0, description="answers cached; 0 disables")
+    cache_ttl_s: float = Field(default=3600.0, gt=0)
 
 
 @cache

@@ -1,22 +1,45 @@
-"""From retrieved hits to a cited answer: pure, no I/O."""
+"""From retrieved hits to prompts and cited answers: pure, no I/O."""
 
-from pydantic import BaseModel
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 
+from ragbus.llm import Message
 from ragbus.store import Hit
 
+from .models import Citation
+
+NOT_IN_DOCUMENTS = "not in the documents"
+NO_PASSAGES = (
+    "No indexed passage matches the question: the index holds nothing for this tenant and "
+    "these filters yet."
+)
 EXCERPT_CHARS = 400
+HISTORY_ANSWER_CHARS = 300
+CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+
+ANSWER_INSTRUCTIONS = (
+    "You answer questions using only the numbered passages provided. After each statement, cite "
+    "the passages that support it by number in square brackets, like [1] or [2][3]. Be concise. "
+    f'If the passages do not contain the answer, reply exactly "{NOT_IN_DOCUMENTS}" and nothing '
+    "else."
+)
+REWRITE_INSTRUCTIONS = (
+    "Rewrite the user's follow-up question as one standalone question that can be understood "
+    "without the conversation, resolving pronouns and references from it. Reply with the "
+    "question only."
+)
 
 
-class Citation(BaseModel):
-    n: int
-    document_id: str
-    chunk_id: str
-    source: str
-    score: float
-    text: str
+@dataclass(frozen=True)
+class Exchange:
+    """One earlier question and its answer."""
+
+    question: str
+    answer: str
 
 
-def citations_of(hits: list[Hit]) -> list[Citation]:
+def citations_of(hits: Sequence[Hit]) -> list[Citation]:
     return [
         Citation(
             n=n,
@@ -30,10 +53,54 @@ def citations_of(hits: list[Hit]) -> list[Citation]:
     ]
 
 
-def extractive_answer(citations: list[Citation]) -> str:
-    """Without a language model the answer is the best passages, and it says so."""
-    if not citations:
-        return "No indexed passage matches the question."
-    best = citations[0]
+def answer_messages(question: str, passages: Sequence[Citation]) -> list[Message]:
+    """Instructions, then the passages numbered as their citations, then the question."""
+    context = "\n\n".join(f"[{p.n}] (source: {p.source})\n{p.text}" for p in passages)
+    return [
+        {"role": "system", "content": ANSWER_INSTRUCTIONS},
+        {"role": "user", "content": f"Passages:\n\n{context}\n\nQuestion: {question}"},
+    ]
+
+
+def rewrite_messages(history: Sequence[Exchange], question: str) -> list[Message]:
+    lines = []
+    for turn in history:
+        answer = turn.answer[:HISTORY_ANSWER_CHARS]
+        lines += [f"User: {turn.question}", f"Assistant: {answer}"]
+    conversation = "\n".join(lines)
+    return [
+        {"role": "system", "content": REWRITE_INSTRUCTIONS},
+        {
+            "role": "user",
+            "content": f"Conversation:\n{conversation}\n\nFollow-up question: {question}",
+        },
+    ]
+
+
+def standalone_from(rewritten: str, history: Sequence[Exchange], question: str) -> str:
+    """The model's rewrite when usable, else the previous question and this one together (which
+    keeps the earlier subject in the query, the next best thing without a model)."""
+    line = rewritten.strip().splitlines()[0].strip().strip("\"'") if rewritten.strip() else ""
+    if line.lower().startswith("standalone question:"):
+        line = line.split(":", 1)[1].strip()
+    if line:
+        return line
+    return f"{history[-1].question} {question}" if history else question
+
+
+def cited_numbers(answer: str, available: int) -> list[int]:
+    """The passage numbers an answer cites, in first-cited order, ignoring out-of-range ones."""
+    seen: list[int] = []
+    for match in CITATION.finditer(answer):
+        for part in match.group(1).split(","):
+            n = int(part)
+            if 1 <= n <= available and n not in seen:
+                seen.append(n)
+    return seen
+
+
+def extractive_answer(passages: Sequence[Citation]) -> str:
+    """Without a language model the answer is the best passage, and it says so."""
+    best = passages[0]
     excerpt = best.text[:EXCERPT_CHARS] + ("…" if len(best.text) > EXCERPT_CHARS else "")
     return f"(No language model is configured; the most relevant passage follows.) {excerpt} [1]"

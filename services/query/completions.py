@@ -1,0 +1,174 @@
+"""`POST /v1/chat/completions` and `GET /v1/models`: the OpenAI API over the index, so any OpenAI
+client (`base_url=http://host:8082/v1`, `model="ragbus"`) gets grounded, cited answers.
+
+The last user message is the question; earlier user/assistant pairs are the conversation, used
+to rewrite a follow-up. Retrieval options go in the body next to the OpenAI fields (the SDK's
+`extra_body`): `top_k`, `filters`, `mode`, `rerank`. Cited passages come back in `citations`.
+"""
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.events import Metadata
+from ragbus.auth import Tenant
+
+from .models import Citation, Done, Failure, Mode, QueryRequest, Token
+from .pipeline import answer
+from .routes import FAILURE_STATUS, Deps
+from .transform import Exchange
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+    @property
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(str(part.get("text", "")) for part in self.content)
+        return self.content or ""
+
+
+class ChatRequest(BaseModel):
+    # OpenAI clients send many optional fields (temperature, n, stream_options, …); the index
+    # decides the answer, so those are accepted and ignored.
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    top_k: int = Field(default=5, ge=1)
+    filters: Metadata = Field(default_factory=dict)
+    mode: Mode = "hybrid"
+    rerank: bool | None = None
+
+
+def _error(status: int, message: str, kind: str, code: str) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind, "code": code}}, status)
+
+
+def _split(messages: list[ChatMessage]) -> tuple[str, list[Exchange]]:
+    """The last user message, and the user/assistant exchanges before it."""
+    turns = [m for m in messages if m.role in ("user", "assistant")]
+    question = turns[-1].text if turns and turns[-1].role == "user" else ""
+    history: list[Exchange] = []
+    pending: str | None = None
+    for message in turns[:-1]:
+        if message.role == "user":
+            pending = message.text
+        elif pending is not None:
+            history.append(Exchange(pending, message.text))
+            pending = None
+    return question, history
+
+
+@router.get("/models")
+async def models(deps: Deps) -> dict[str, Any]:
+    """The index is the model."""
+    alias = deps.settings.collection_alias
+    return {"object": "list", "data": [{"id": alias, "object": "model", "owned_by": "ragbus"}]}
+
+
+@router.post("/chat/completions", response_model=None)
+async def chat_completions(
+    body: ChatRequest, tenant: Tenant, deps: Deps
+) -> JSONResponse | StreamingResponse:
+    """A chat completion answered from the index named by `model`."""
+    alias = deps.settings.collection_alias
+    if body.model != alias:
+        return _error(
+            404,
+            f"model {body.model!r} not found; this service serves {alias!r}",
+            "invalid_request_error",
+            "model_not_found",
+        )
+    question, history = _split(body.messages)
+    if not question.strip():
+        return _error(
+            400,
+            "the last message must be a non-empty user message",
+            "invalid_request_error",
+            "invalid_messages",
+        )
+    request = QueryRequest(
+        question=question[:4000],
+        top_k=body.top_k,
+        filters=body.filters,
+        mode=body.mode,
+        rerank=body.rerank,
+    )
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    events = answer(deps, tenant, request, history)
+    if body.stream:
+        return StreamingResponse(
+            _chunks(events, completion_id, created, alias),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    async for event in events:
+        if isinstance(event, Failure):
+            return _error(
+                FAILURE_STATUS.get(event.stage, 500), event.message, "server_error", event.stage
+            )
+        if isinstance(event, Done):
+            return JSONResponse(
+                {
+                    "id": completion_id,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": alias,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": event.answer or ""},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "citations": _dump(event.citations),
+                    "usage": None,
+                }
+            )
+    return _error(500, "the query ended without an answer", "server_error", "internal")
+
+
+def _dump(citations: list[Citation]) -> list[dict[str, Any]]:
+    return [citation.model_dump(mode="json") for citation in citations]
+
+
+async def _chunks(
+    events: AsyncIterator[Any], completion_id: str, created: int, model: str
+) -> AsyncIterator[bytes]:
+    def chunk(delta: dict[str, str], finish: str | None, **extra: Any) -> bytes:
+        body = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **extra,
+        }
+        return b"data: " + orjson.dumps(body) + b"\n\n"
+
+    yield chunk({"role": "assistant"}, None)
+    async for event in events:
+        if isinstance(event, Token):
+            yield chunk({"content": event.text}, None)
+        elif isinstance(event, Done):
+            yield chunk({}, "stop", citations=_dump(event.citations))
+        elif isinstance(event, Failure):
+            error = {"message": event.message, "type": "server_error", "code": event.stage}
+            yield b"data: " + orjson.dumps({"error": error}) + b"\n\n"
+            break
+    yield b"data: [DONE]\n\n"

@@ -1,0 +1,83 @@
+"""The query API's request, response and SSE event bodies."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.events import Metadata
+
+Mode = Literal["dense", "sparse", "hybrid"]
+
+
+class QueryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1, max_length=4000)
+    top_k: int = Field(default=5, ge=1)
+    filters: Metadata = Field(default_factory=dict, description="exact matches on metadata")
+    mode: Mode = "hybrid"
+    rerank: bool | None = Field(
+        default=None, description="null: rerank when a reranker (RERANK_URL) is configured"
+    )
+    generate: bool = Field(default=True, description="false: retrieval only, no answer")
+    conversation_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="follow-ups are rewritten into standalone questions from this history",
+    )
+
+
+class Citation(BaseModel):
+    n: int
+    document_id: str
+    chunk_id: str
+    source: str
+    score: float
+    text: str
+
+
+class RerankInfo(BaseModel):
+    applied: bool
+    reason: str | None = None
+
+
+class Retrieval(BaseModel):
+    """SSE `retrieval`: the passages the answer may cite, numbered as the model sees them."""
+
+    mode: Mode
+    question: str = Field(description="the question retrieval used (rewritten for follow-ups)")
+    rerank: RerankInfo
+    passages: list[Citation]
+    timings_ms: dict[str, float]
+
+
+class Token(BaseModel):
+    text: str
+
+
+class Done(BaseModel):
+    answer: str | None
+    citations: list[Citation] = Field(description="the passages the answer cites")
+    model: str | None
+    cached: bool
+    timings_ms: dict[str, float]
+
+
+class Failure(BaseModel):
+    """SSE `error`: what failed and where; the stream ends after it."""
+
+    stage: str
+    message: str
+
+
+class QueryResponse(BaseModel):
+    answer: str | None
+    citations: list[Citation] = Field(description="every retrieved passage, numbered")
+    cited: list[int] = Field(description="the numbers the answer cites")
+    question: str
+    mode: Mode
+    rerank: RerankInfo
+    model: str | None
+    cached: bool
+    timings_ms: dict[str, float]

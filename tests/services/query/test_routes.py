@@ -1,0 +1,386 @@
+"""The query service's HTTP API in-process, over real embedded Qdrant, the real embedding model and
+the session's real Kafka broker. The language model is a scripted fake here (the real llama.cpp
+server is exercised end to end in tests/e2e/test_query.py), except where the point is a real
+network failure."""
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+
+import httpx
+import openai
+import orjson
+import pytest
+
+from contracts.events import IndexPromoted, utcnow
+from contracts.topics import INDEX_PROMOTED
+from deploy.kafka.launcher import free_ports
+from ragbus.bus import create_broker, encode
+from ragbus.embedding import create_backend
+from ragbus.llm import Message, OpenAiChat
+from ragbus.sparse import encode_document
+from ragbus.store import Point, QdrantStore, StoreRunner
+from services.query.main import create_app
+from services.query.settings import QuerySettings
+from services.query.transform import NO_PASSAGES
+
+KEYS = {"key-acme": "acme", "key-beta": "beta", "key-empty": "gamma"}
+DOCUMENTS = {
+    "acme": [
+        ("etcd.md", "Etcd is the consistent key-value store that holds all cluster state."),
+        ("scheduler.md", "The kube-scheduler assigns newly created pods to nodes."),
+        ("kubelet.md", "The kubelet runs on every node and starts the pod's containers."),
+    ],
+    "beta": [
+        ("secret-etcd.md", "Beta's private note: our etcd backups live in bucket beta-7."),
+        ("payroll.md", "Beta payroll runs on the first Monday of each month."),
+    ],
+}
+
+
+class ScriptedChat:
+    """A `ChatModel` that streams prepared answers and records the prompts it got."""
+
+    name = "scripted"
+
+    def __init__(self, *answers: Sequence[str]) -> None:
+        self.answers = list(answers)
+        self.prompts: list[list[Message]] = []
+
+    async def stream(
+        self, messages: list[Message], *, max_tokens: int, temperature: float = 0.0
+    ) -> AsyncIterator[str]:
+        self.prompts.append(messages)
+        for delta in self.answers.pop(0):
+            yield delta
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    backend = create_backend(None, threads=1, batch_size=4)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory, embedder):
+    """Embedded storage holding both tenants' passages, indexed as the indexer would."""
+    path = tmp_path_factory.mktemp("query")
+    store = QdrantStore.connect(None, path / "qdrant", "ragbus")
+    store.ensure_collection(embedder.dimensions)
+    points = []
+    for tenant, documents in DOCUMENTS.items():
+        texts = [text for _, text in documents]
+        for (source, text), vector in zip(documents, embedder.embed(texts), strict=True):
+            points.append(
+                Point(
+                    id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{tenant}/{source}")),
+                    vector=vector.tolist(),
+                    sparse=encode_document(text),
+                    payload={
+                        "tenant_id": tenant,
+                        "document_id": f"{tenant}-{source}",
+                        "version": "v1",
+                        "source": source,
+                        "text": text,
+                        "metadata": {"kind": "guide"},
+                    },
+                )
+            )
+    store.upsert(points)
+    store.close()
+    return path
+
+
+def settings_for(kafka_broker: str, data_dir, **overrides) -> QuerySettings:
+    return QuerySettings(
+        kafka_bootstrap=kafka_broker,
+        data_dir=data_dir,
+        api_keys=",".join(f"{key}:{tenant}" for key, tenant in KEYS.items()),
+        **overrides,
+    )
+
+
+async def running(app):
+    """Enter the app's lifespan (broker, replay) and hand back an HTTP client on it."""
+    lifespan = app.router.lifespan_context(app)
+    await lifespan.__aenter__()
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://query")
+    return lifespan, client
+
+
+@pytest.fixture
+async def service(kafka_broker, data_dir, embedder):
+    """`start(llm=..., **settings)` → an HTTP client on a started query service."""
+    started = []
+    # Embedded storage admits one opener: every app of a test (replicas too) shares it.
+    runner = StoreRunner(QdrantStore.connect(None, data_dir / "qdrant", "ragbus"))
+
+    async def start(llm=None, reranker=None, **overrides):
+        settings = settings_for(kafka_broker, data_dir, **overrides)
+        app = create_app(
+            {"store": runner}, settings, embedder=_Borrowed(embedder), llm=llm, reranker=reranker
+        )
+        lifespan, client = await running(app)
+        started.append((lifespan, client))
+        return client
+
+    yield start
+    for lifespan, client in started:
+        await client.aclose()
+        await lifespan.__aexit__(None, None, None)
+    await runner.close()
+
+
+class _Borrowed:
+    """The module's embedder, lent to one app: the app's shutdown must not close it."""
+
+    def __init__(self, backend) -> None:
+        self._backend = backend
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)
+
+    def close(self) -> None:
+        return None
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def sse(body: bytes) -> list[tuple[str, dict]]:
+    events = []
+    for block in body.decode().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "event" in lines:
+            events.append((lines["event"], orjson.loads(lines["data"])))
+    return events
+
+
+@pytest.mark.parametrize("mode", ["dense", "sparse", "hybrid"])
+async def test_a_tenant_never_gets_another_tenants_chunks(service, mode):
+    client = await service()
+    question = {"question": "where are the etcd backups and cluster state", "top_k": 10}
+    for key, tenant in (("key-acme", "acme"), ("key-beta", "beta")):
+        response = await client.post(
+            "/v1/query", json={**question, "mode": mode, "generate": False}, headers=auth(key)
+        )
+        assert response.status_code == 200, response.text
+        sources = {c["source"] for c in response.json()["citations"]}
+        assert sources, f"{tenant} found nothing in {mode} mode"
+        assert sources <= {source for source, _ in DOCUMENTS[tenant]}
+
+
+async def test_the_tenant_comes_from_the_key_never_from_the_body(service):
+    client = await service()
+    response = await client.post("/v1/query", json={"question": "etcd"}, headers=auth("nope"))
+    assert response.status_code == 401
+    response = await client.post(
+        "/v1/query", json={"question": "etcd", "tenant_id": "beta"}, headers=auth("key-acme")
+    )
+    assert response.status_code == 422
+
+
+async def test_an_empty_index_gives_a_clear_answer(service):
+    client = await service(llm=ScriptedChat())
+    response = await client.post("/v1/query", json={"question": "etcd?"}, headers=auth("key-empty"))
+    assert response.status_code == 200
+    assert response.json()["answer"] == NO_PASSAGES
+    assert response.json()["citations"] == []
+    stream = await client.post(
+        "/v1/query/stream", json={"question": "etcd?"}, headers=auth("key-empty")
+    )
+    events = sse(stream.content)
+    assert [name for name, _ in events] == ["retrieval", "token", "done"]
+    assert events[-1][1]["answer"] == NO_PASSAGES
+
+
+async def test_tokens_stream_and_citations_name_real_chunks(service):
+    llm = ScriptedChat(["Etcd", " holds", " cluster state", " [1", "]."])
+    client = await service(llm=llm)
+    stream = await client.post(
+        "/v1/query/stream",
+        json={"question": "What holds the cluster state?", "top_k": 3},
+        headers=auth("key-acme"),
+    )
+    events = sse(stream.content)
+    names = [name for name, _ in events]
+    assert names[0] == "retrieval" and names[-1] == "done"
+    assert [data["text"] for name, data in events if name == "token"] == [
+        "Etcd",
+        " holds",
+        " cluster state",
+        " [1",
+        "].",
+    ]
+    passages = events[0][1]["passages"]
+    assert passages[0]["source"] == "etcd.md"
+    citation = next(data for name, data in events if name == "citation")
+    assert citation == passages[0]
+    assert events[-1][1]["answer"] == "Etcd holds cluster state [1]."
+    assert events[-1][1]["citations"] == [passages[0]]
+    prompt = llm.prompts[0][1]["content"]
+    assert "[1] (source: etcd.md)" in prompt and prompt.endswith("What holds the cluster state?")
+
+
+async def test_an_unreachable_model_gives_an_error_event_within_the_timeout(service):
+    (port,) = free_ports(1)
+    llm = OpenAiChat(f"http://127.0.0.1:{port}/v1", "m", total_timeout_s=3.0, backoff_s=0.05)
+    client = await service(llm=llm)
+    started = time.monotonic()
+    stream = await client.post(
+        "/v1/query/stream", json={"question": "What is etcd?"}, headers=auth("key-acme")
+    )
+    events = sse(stream.content)
+    assert time.monotonic() - started < 3.0 + 2.0
+    assert [name for name, _ in events] == ["retrieval", "error"]
+    assert events[-1][1]["stage"] == "generate"
+    assert "unreachable" in events[-1][1]["message"]
+    response = await client.post(
+        "/v1/query", json={"question": "What is etcd?"}, headers=auth("key-acme")
+    )
+    assert response.status_code == 502
+
+
+async def test_a_silent_model_gives_an_error_event_within_the_timeout(service):
+    async def silent(reader, writer):
+        await reader.read()  # never answers; returns when the client gives up
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    llm = OpenAiChat(f"http://127.0.0.1:{port}/v1", "m", delta_timeout_s=1.0, total_timeout_s=2.0)
+    client = await service(llm=llm)
+    started = time.monotonic()
+    stream = await client.post(
+        "/v1/query/stream", json={"question": "What is etcd?"}, headers=auth("key-acme")
+    )
+    assert time.monotonic() - started < 2.0 + 2.0
+    assert sse(stream.content)[-1][0] == "error"
+    server.close()
+
+
+async def test_the_answer_is_cached_until_the_index_changes(service, kafka_broker):
+    llm = ScriptedChat(["first [1]"], ["second [1]"])
+    client = await service(llm=llm)
+    ask = {"question": "What runs containers on a node?"}
+    first = (await client.post("/v1/query", json=ask, headers=auth("key-acme"))).json()
+    again = await client.post(
+        "/v1/query",
+        json={"question": "  what runs containers on a node "},
+        headers=auth("key-acme"),
+    )
+    assert (first["cached"], again.json()["cached"]) == (False, True)
+    assert again.json()["answer"] == "first [1]"
+    other = await client.post("/v1/query", json=ask, headers=auth("key-beta"))
+    assert other.json()["cached"] is False, "another tenant must not get acme's cached answer"
+    llm.answers.append(["beta"])
+
+    broker = create_broker(settings_for(kafka_broker, "var"), "test")
+    async with broker:
+        await broker.start()
+        promoted = IndexPromoted(
+            document_id="acme-kubelet.md",
+            tenant_id="acme",
+            version="v2",
+            alias="ragbus",
+            collection="ragbus_g1",
+            generation=1,
+            points=1,
+            uploaded_at=utcnow(),
+        )
+        await broker.publish(encode(promoted), INDEX_PROMOTED, key=b"acme-kubelet.md")
+    deadline = time.monotonic() + 30
+    while True:
+        response = (await client.post("/v1/query", json=ask, headers=auth("key-acme"))).json()
+        if not response["cached"]:
+            break
+        assert time.monotonic() < deadline, "index.promoted did not drop the cache"
+        await asyncio.sleep(0.2)
+    assert response["answer"] in ("second [1]", "beta")
+
+
+async def test_a_follow_up_is_rewritten_from_the_conversation_which_survives_a_restart(service):
+    conversation = f"c-{uuid.uuid4().hex}"
+    llm = ScriptedChat(["The kubelet [1]."], ["Which node component starts pod containers?"])
+    client = await service(llm=llm)
+    first = {"question": "What does the kubelet do?", "conversation_id": conversation}
+    assert (await client.post("/v1/query", json=first, headers=auth("key-acme"))).status_code == 200
+    follow = {"question": "Where does it run?", "conversation_id": conversation, "generate": False}
+    response = (await client.post("/v1/query", json=follow, headers=auth("key-acme"))).json()
+    assert response["question"] == "Which node component starts pod containers?"
+    assert "User: What does the kubelet do?" in llm.prompts[1][1]["content"]
+    assert response["citations"][0]["source"] == "kubelet.md"
+
+    # A fresh replica replays the conversation from the topic; another tenant cannot use it.
+    replica = await service(llm=ScriptedChat(["Where does the kubelet run?"]))
+    again = (await replica.post("/v1/query", json=follow, headers=auth("key-acme"))).json()
+    assert again["question"] == "Where does the kubelet run?"
+    beta = (await replica.post("/v1/query", json=follow, headers=auth("key-beta"))).json()
+    assert beta["question"] == "Where does it run?"
+
+
+async def test_rerank_is_skipped_with_a_reason_when_no_reranker_is_configured(service):
+    client = await service()
+    response = await client.post(
+        "/v1/query",
+        json={"question": "etcd", "rerank": True, "generate": False},
+        headers=auth("key-acme"),
+    )
+    assert response.json()["rerank"] == {
+        "applied": False,
+        "reason": "skipped: no reranker (RERANK_URL unset)",
+    }
+
+
+async def test_a_reranker_reorders_the_passages(service):
+    class Reversed:
+        async def scores(self, query, texts):
+            return [float(i) for i in range(len(texts))]
+
+        async def close(self):
+            return None
+
+    client = await service(reranker=Reversed())
+    plain = await client.post(
+        "/v1/query",
+        json={"question": "etcd cluster state", "rerank": False, "generate": False, "top_k": 3},
+        headers=auth("key-acme"),
+    )
+    reranked = await client.post(
+        "/v1/query",
+        json={"question": "etcd cluster state", "generate": False, "top_k": 3},
+        headers=auth("key-acme"),
+    )
+    assert reranked.json()["rerank"]["applied"] is True
+    order = [c["chunk_id"] for c in plain.json()["citations"]]
+    assert [c["chunk_id"] for c in reranked.json()["citations"]] == order[::-1]
+
+
+async def test_the_openai_sdk_gets_answers_streamed_and_whole(service):
+    llm = ScriptedChat(["Etcd", " [1]."], ["Etcd [1]."])
+    client = await service(llm=llm)
+    sdk = openai.AsyncOpenAI(
+        api_key="key-acme", base_url="http://query/v1", http_client=client, max_retries=0
+    )
+    assert [m.id for m in (await sdk.models.list()).data] == ["ragbus"]
+    stream = await sdk.chat.completions.create(
+        model="ragbus",
+        messages=[{"role": "user", "content": "What holds the cluster state?"}],
+        stream=True,
+    )
+    deltas = [chunk.choices[0].delta.content async for chunk in stream if chunk.choices]
+    assert "".join(d for d in deltas if d) == "Etcd [1]."
+    whole = await sdk.chat.completions.create(
+        model="ragbus", messages=[{"role": "user", "content": "What holds the state?"}]
+    )
+    assert whole.choices[0].message.content == "Etcd [1]."
+    assert whole.model_extra["citations"][0]["source"] == "etcd.md"
+    with pytest.raises(openai.NotFoundError):
+        await sdk.chat.completions.create(
+            model="gpt-4", messages=[{"role": "user", "content": "hi"}]
+        )
