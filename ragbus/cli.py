@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ragbus import client as api
+from ragbus.eval import console as evaluation
 from ragbus.settings import CommonSettings
 
 
@@ -66,6 +67,7 @@ async def _ingest(args: argparse.Namespace, console: Console) -> int:
                 follower.cancel()
                 console.print(f"[red]upload failed:[/] {exc}")
                 return 1
+            progress_state.uploading = False
             if not args.wait:
                 follower.cancel()
                 console.print(f"uploaded {len(progress_state.expected)} documents")
@@ -123,7 +125,13 @@ def _status(args: argparse.Namespace, console: Console) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ragbus", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("up", help="start the broker and every service (Ctrl-C stops them)")
+    up = commands.add_parser("up", help="start the broker and every service (Ctrl-C stops them)")
+    up.add_argument(
+        "--no-llm",
+        dest="llm",
+        action="store_false",
+        help="start no language model and pass no LLM_URL: answers are built from the passages",
+    )
     commands.add_parser("down", help="stop a stack started by `ragbus up`")
     serve = commands.add_parser("serve", help="run one or more services in this process")
     serve.add_argument("services", nargs="+")
@@ -143,11 +151,20 @@ def _parser() -> argparse.ArgumentParser:
         help="return once uploaded, without following progress",
     )
     client_options(ingest)
+    ask = commands.add_parser("ask", help="ask a question; stream the answer with citations")
+    ask.add_argument("question")
+    ask.add_argument("--top-k", type=int, default=5)
+    ask.add_argument("--mode", choices=("dense", "sparse", "hybrid"), default="hybrid")
+    ask.add_argument("--filter", action="append", default=[], help="metadata key=value")
+    ask.add_argument("--conversation", default=None, help="conversation id for follow-ups")
+    ask.add_argument("--query-url", default="http://127.0.0.1:8082")
+    ask.add_argument("--api-key", default=None, help="bearer key (RAGBUS_API_KEYS)")
     status = commands.add_parser("status", help="document states")
     status.add_argument("document_id", nargs="?")
     status.add_argument("--state", default=None)
     status.add_argument("--limit", type=int, default=20)
     client_options(status)
+    evaluation.add_parser(commands)
     return parser
 
 
@@ -163,9 +180,17 @@ def main(argv: list[str] | None = None) -> int:
         from ragbus import supervisor
 
         settings = CommonSettings()
-        return supervisor.up(settings) if args.command == "up" else supervisor.down(settings)
+        if args.command == "up":
+            return supervisor.up(settings, llm=args.llm)
+        return supervisor.down(settings)
     if args.command == "ingest":
         return asyncio.run(_ingest(args, console))
+    if args.command == "eval":
+        return evaluation.run(args, console)
+    if args.command == "ask":
+        from ragbus.ask import ask
+
+        return asyncio.run(ask(args, console))
     return _status(args, console)
 
 

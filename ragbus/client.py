@@ -41,9 +41,15 @@ def headers(api_key: str | None) -> dict[str, str]:
 
 
 async def upload(
-    client: httpx.AsyncClient, ingest_url: str, files: list[LocalFile], batch_size: int
+    client: httpx.AsyncClient,
+    ingest_url: str,
+    files: list[LocalFile],
+    batch_size: int,
+    metadata: dict[str, Any] | None = None,
 ) -> AsyncIterator[list[dict[str, Any]]]:
-    """Upload in batches; yield each batch's accepted documents."""
+    """Upload in batches; yield each batch's accepted documents. `metadata` (a JSON object)
+    is applied to every file."""
+    form = {"metadata": orjson.dumps(metadata).decode()} if metadata is not None else None
     for start in range(0, len(files), batch_size):
         batch = files[start : start + batch_size]
         parts = [
@@ -57,7 +63,9 @@ async def upload(
             )
             for f in batch
         ]
-        response = await client.post(f"{ingest_url}/v1/documents", files=parts, timeout=300)
+        response = await client.post(
+            f"{ingest_url}/v1/documents", files=parts, data=form, timeout=300
+        )
         if response.status_code != 202:
             raise RuntimeError(f"upload refused ({response.status_code}): {_detail(response)}")
         yield response.json()["documents"]
@@ -100,12 +108,14 @@ async def status_events(
 @dataclass
 class Progress:
     """Which uploaded documents reached a final state, counting only what followed the upload.
+    It is done once the upload ended (`uploading` cleared) and every expected document is final.
 
     A document counts once a final state follows a state change seen on the stream; it may
     finish before the upload's answer names it, so such documents wait in `early`.
     """
 
     expected: dict[str, str] = field(default_factory=dict)  # document id -> filename
+    uploading: bool = True  # more documents may still be expected
     moving: set[str] = field(default_factory=set)
     early: dict[str, dict[str, Any]] = field(default_factory=dict)
     final: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -134,7 +144,7 @@ class Progress:
 
     @property
     def done(self) -> bool:
-        return len(self.final) == len(self.expected)
+        return not self.uploading and len(self.final) == len(self.expected)
 
 
 async def follow(

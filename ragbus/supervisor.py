@@ -2,6 +2,7 @@
 
 With embedded Qdrant storage (no `QDRANT_URL`) the indexer and the query service share one
 process, because the storage admits a single opener; with a server every service runs alone.
+Without `LLM_URL` a llama.cpp server with the packaged model is started for generation.
 """
 
 import importlib
@@ -21,6 +22,7 @@ import psutil
 
 from contracts.topics import all_topics
 from deploy.kafka.launcher import LocalKafka, bootstrap_topics_blocking, fetch_broker
+from ragbus.llm_server import MODEL_ALIAS, LlamaServer
 from ragbus.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,9 @@ log = logging.getLogger(__name__)
 HEALTH_TIMEOUT_S = 180.0
 RESTART_LIMIT = 5
 PID_FILE = "ragbus.pid"
+LLM_PORT = 8090
+LLM_THREADS = 2
+_LLM_VARS = frozenset({"LLM_URL", "RAGBUS_LLM_URL", "LLM_MODEL", "RAGBUS_LLM_MODEL"})
 
 
 def port_of(service: str) -> int:
@@ -84,8 +89,10 @@ class Child:
 
 
 class Stack:
-    def __init__(self, settings: CommonSettings) -> None:
+    def __init__(self, settings: CommonSettings, llm: bool = True) -> None:
+        """`llm=False` runs without generation: the query service answers extractively."""
         self.settings = settings
+        self.generate = llm
         self.data_dir = settings.data_dir.resolve()
         self.kafka = LocalKafka(self.data_dir / "kafka")
         groups: list[tuple[str, ...]] = [("ingest",), ("chunker",), ("embedder",)]
@@ -94,17 +101,39 @@ class Stack:
         self.children = [
             Child(group, self.data_dir / "logs" / f"{'+'.join(group)}.log") for group in groups
         ]
+        self.llm_server = (
+            LlamaServer(
+                int(os.environ.get("RAGBUS_LLM_PORT", LLM_PORT)),
+                int(os.environ.get("RAGBUS_LLM_THREADS", LLM_THREADS)),
+                self.data_dir / "logs" / "llm.log",
+            )
+            if llm and not settings.llm_url
+            else None
+        )
         self._stop = threading.Event()
         self.broker_peak_rss_mb = 0.0
+        self.llm_peak_rss_mb = 0.0
 
     def env(self) -> dict[str, str]:
         return {
-            **os.environ,
+            **{name: value for name, value in os.environ.items() if name not in _LLM_VARS},
             "RAGBUS_KAFKA_BOOTSTRAP": self.kafka.bootstrap_servers,
             "RAGBUS_DATA_DIR": str(self.data_dir),
+            **self.llm_env(),
         }
 
+    def llm_env(self) -> dict[str, str]:
+        """Where the children generate: the embedded server, the configured endpoint, or nowhere."""
+        if self.llm_server is not None:
+            return {"LLM_URL": self.llm_server.url, "LLM_MODEL": MODEL_ALIAS}
+        if self.generate and self.settings.llm_url:
+            return {"LLM_URL": self.settings.llm_url, "LLM_MODEL": self.settings.llm_model}
+        return {}
+
     def start(self) -> None:
+        if self.llm_server is not None:
+            print("preparing the language model (first time: joins the GGUF parts)…", flush=True)
+            self.llm_server.start()  # joins the model, then loads it while Kafka starts
         print("fetching the Kafka broker (Maven Central, cached after the first time)…", flush=True)
         fetch_broker()
         print(f"starting Kafka on {self.kafka.bootstrap_servers}…", flush=True)
@@ -115,6 +144,8 @@ class Stack:
         )
         if created:
             print(f"created topics: {', '.join(created)}", flush=True)
+        if self.llm_server is not None:
+            self.llm_server.wait_ready(timeout=HEALTH_TIMEOUT_S)
         env = self.env()
         for child in self.children:
             child.start(env)
@@ -145,6 +176,12 @@ class Stack:
         print(f"  broker   {self.kafka.bootstrap_servers}")
         for service in ("ingest", "query", "status", "indexer", "chunker", "embedder"):
             print(f"  {service:<8} http://127.0.0.1:{port_of(service)}  (docs: /docs)")
+        llm = self.llm_env()
+        print(
+            f"  llm      {llm['LLM_URL']}  ({llm['LLM_MODEL'] or 'default model'})"
+            if llm
+            else "  llm      off (answers are extractive)"
+        )
         print(
             f"  logs     {self.data_dir / 'logs'}\nCtrl-C (or `make down`) stops everything.\n",
             flush=True,
@@ -154,7 +191,7 @@ class Stack:
         """Sample memory and restart a child that died, until asked to stop."""
         env = self.env()
         while not self._stop.wait(2.0):
-            self._sample_broker()
+            self._sample_peaks()
             for child in self.children:
                 child.sample_memory()
                 process = child.process
@@ -170,25 +207,37 @@ class Stack:
                 print(f"{child.name} exited with {process.returncode}; restarting", flush=True)
                 child.start(env)
 
-    def _sample_broker(self) -> None:
-        pid = self.kafka.pid()
-        try:
-            rss = psutil.Process(pid).memory_info().rss / 2**20 if pid else 0.0
-        except psutil.Error:
-            return
-        self.broker_peak_rss_mb = max(self.broker_peak_rss_mb, rss)
+    def _sample_peaks(self) -> None:
+        self.broker_peak_rss_mb = max(self.broker_peak_rss_mb, _rss_mb(self.kafka.pid()))
+        if self.llm_server is not None:
+            self.llm_peak_rss_mb = max(self.llm_peak_rss_mb, _rss_mb(self.llm_server.pid()))
 
     def request_stop(self) -> None:
         self._stop.set()
 
     def stop(self) -> None:
+        # A last sample: a stack driven by another command (`ragbus eval`) never ran `watch`.
+        self._sample_peaks()
         for child in reversed(self.children):
+            child.sample_memory()
             child.stop()
         self.kafka.stop()
+        if self.llm_server is not None:
+            self.llm_server.stop()
         peaks = {child.name: round(child.peak_rss_mb, 1) for child in self.children}
         peaks["kafka"] = round(self.broker_peak_rss_mb, 1)
+        if self.llm_server is not None:
+            peaks["llm"] = round(self.llm_peak_rss_mb, 1)
         (self.data_dir / "peak-rss.json").write_text(json.dumps(peaks, indent=2))
         print(f"stopped; peak memory (MB): {peaks}", flush=True)
+
+
+def _rss_mb(pid: int | None) -> float:
+    """Resident memory of `pid` in MB; 0 once it is gone."""
+    try:
+        return psutil.Process(pid).memory_info().rss / 2**20 if pid else 0.0
+    except psutil.Error:
+        return 0.0
 
 
 def _tail(path: Path, lines: int = 20) -> str:
@@ -198,9 +247,9 @@ def _tail(path: Path, lines: int = 20) -> str:
         return ""
 
 
-def up(settings: CommonSettings) -> int:
-    """Run the whole stack in the foreground until SIGINT/SIGTERM."""
-    stack = Stack(settings)
+def up(settings: CommonSettings, llm: bool = True) -> int:
+    """Run the whole stack in the foreground until SIGINT/SIGTERM; `llm=False`: no generation."""
+    stack = Stack(settings, llm)
     pid_file = stack.data_dir / PID_FILE
     stack.data_dir.mkdir(parents=True, exist_ok=True)
     pid_file.write_text(str(os.getpid()))

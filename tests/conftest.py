@@ -12,6 +12,7 @@ import pytest
 
 from contracts.topics import DEFAULT_PARTITIONS, all_topics
 from deploy.kafka.launcher import BrokerError, LocalKafka, bootstrap_topics_blocking, free_ports
+from ragbus.llm_server import LlamaServer
 
 
 def _start_broker(data_dir: Path, attempts: int = 3) -> LocalKafka:
@@ -43,3 +44,17 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield broker.bootstrap_servers
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL ("http://127.0.0.1:PORT/v1") of the default llama.cpp server, 2 threads."""
+    server = LlamaServer(
+        free_ports(1)[0], threads=2, log_path=tmp_path_factory.mktemp("llm") / "llm.log"
+    )
+    try:
+        server.start()
+        server.wait_ready(timeout=180)
+        yield server.url
+    finally:
+        server.stop()

@@ -27,6 +27,7 @@ from .transform import (
     NO_PASSAGES,
     Exchange,
     answer_messages,
+    attributed,
     citations_of,
     cited_numbers,
     extractive_answer,
@@ -256,4 +257,7 @@ async def _generate(
     clock.lap("generate", since)
     text = "".join(parts).strip()
     cited = [passages[n - 1] for n in cited_numbers(text, len(context))]
+    if not cited and (source := attributed(text, context)) is not None:
+        cited = [source]
+        yield source
     yield Done(answer=text, citations=cited, model=llm.name, cached=False, timings_ms=clock.total())

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ragbus.llm import Message
+from ragbus.sparse import terms
 from ragbus.store import Hit
 
 from .models import Citation
@@ -18,12 +19,16 @@ EXCERPT_CHARS = 400
 HISTORY_ANSWER_CHARS = 300
 CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 
+# Small local models follow a worked example far better than rules about citing: measured on
+# SQuAD with the default 0.5B model, rule-style instructions made it answer "[1]" alone.
 ANSWER_INSTRUCTIONS = (
-    "You answer questions using only the numbered passages provided. After each statement, cite "
-    "the passages that support it by number in square brackets, like [1] or [2][3]. Be concise. "
-    f'If the passages do not contain the answer, reply exactly "{NOT_IN_DOCUMENTS}" and nothing '
-    "else."
+    "Answer the question using only the numbered passages. Give the answer in one short "
+    "sentence, then the number of the passage it comes from in square brackets, like this: "
+    '"The Eiffel Tower is in Paris [2]." If the passages do not contain the answer, reply '
+    f'exactly "{NOT_IN_DOCUMENTS}".'
 )
+# An answer is attributed to a passage holding at least this share of its terms.
+ATTRIBUTION_OVERLAP = 0.5
 REWRITE_INSTRUCTIONS = (
     "Rewrite the user's follow-up question as one standalone question that can be understood "
     "without the conversation, resolving pronouns and references from it. Reply with the "
@@ -97,6 +102,18 @@ def cited_numbers(answer: str, available: int) -> list[int]:
             if 1 <= n <= available and n not in seen:
                 seen.append(n)
     return seen
+
+
+def attributed(answer: str, passages: Sequence[Citation]) -> Citation | None:
+    """The passage that best covers an answer which cites none (small models often forget),
+    if one holds most of its terms; none for "not in the documents"."""
+    wanted = set(terms(answer))
+    if not wanted or NOT_IN_DOCUMENTS in answer.lower():
+        return None
+    best = max(passages, key=lambda p: len(wanted & set(terms(p.text))), default=None)
+    if best is None or len(wanted & set(terms(best.text))) < ATTRIBUTION_OVERLAP * len(wanted):
+        return None
+    return best
 
 
 def extractive_answer(passages: Sequence[Citation]) -> str:

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from deploy.kafka.launcher import free_ports
+from ragbus.llm_server import MODEL_ALIAS
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -72,7 +73,9 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-def stack(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    kafka_broker: str, llm_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     data_dir = tmp_path_factory.mktemp("ragbus")
     names = [name for group in PROCESSES for name in group]
     ports = dict(zip(names, free_ports(len(names)), strict=True))
@@ -80,6 +83,8 @@ def stack(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         **os.environ,
         "RAGBUS_KAFKA_BOOTSTRAP": kafka_broker,
         "RAGBUS_DATA_DIR": str(data_dir),
+        "LLM_URL": llm_server,
+        "LLM_MODEL": MODEL_ALIAS,
         **{f"RAGBUS_{name.upper()}_PORT": str(port) for name, port in ports.items()},
     }
     env.pop("QDRANT_URL", None)

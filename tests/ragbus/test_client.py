@@ -13,6 +13,8 @@ def test_a_document_counts_when_a_final_state_follows_a_change():
     assert not progress.observe(record("a", "INDEXED"))  # an old state sent on connect
     assert not progress.observe(record("a", "RECEIVED"))
     assert progress.observe(record("a", "INDEXED"))
+    assert not progress.done, "more batches may still be uploaded"
+    progress.uploading = False
     assert progress.done
 
 
@@ -22,6 +24,7 @@ def test_a_document_that_finishes_before_the_upload_answer_still_counts():
         progress.observe(record("b", state))
     assert not progress.final
     assert progress.expect("b", "b.pdf") == record("b", "FAILED")
+    progress.uploading = False
     assert progress.done
 
 
@@ -30,6 +33,7 @@ def test_other_documents_are_ignored():
     progress.expect("a", "a.md")
     progress.observe(record("z", "RECEIVED"))
     assert not progress.observe(record("z", "INDEXED"))
+    progress.uploading = False
     assert not progress.done
 
 

@@ -36,8 +36,7 @@ async def _read_request(reader: asyncio.StreamReader) -> bytes:
 
 def _stream_response(deltas: list[str]) -> bytes:
     events = b"".join(
-        b"data: " + orjson.dumps({"choices": [{"delta": {"content": d}}]}) + b"\n\n"
-        for d in deltas
+        b"data: " + orjson.dumps({"choices": [{"delta": {"content": d}}]}) + b"\n\n" for d in deltas
     )
     events += b"data: [DONE]\n\n"
     return (

@@ -228,6 +228,17 @@ async def test_tokens_stream_and_citations_name_real_chunks(service):
     assert "[1] (source: etcd.md)" in prompt and prompt.endswith("What holds the cluster state?")
 
 
+async def test_an_answer_that_cites_nothing_is_attributed_to_its_passage(service):
+    client = await service(llm=ScriptedChat(["The kube-scheduler", " assigns pods to nodes."]))
+    stream = await client.post(
+        "/v1/query/stream", json={"question": "What assigns pods?"}, headers=auth("key-acme")
+    )
+    events = sse(stream.content)
+    assert [name for name, _ in events][-2:] == ["citation", "done"]
+    assert events[-2][1]["source"] == "scheduler.md"
+    assert events[-1][1]["citations"] == [events[-2][1]]
+
+
 async def test_an_unreachable_model_gives_an_error_event_within_the_timeout(service):
     (port,) = free_ports(1)
     llm = OpenAiChat(f"http://127.0.0.1:{port}/v1", "m", total_timeout_s=3.0, backoff_s=0.05)

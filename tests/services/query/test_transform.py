@@ -5,6 +5,7 @@ from services.query.transform import (
     NOT_IN_DOCUMENTS,
     Exchange,
     answer_messages,
+    attributed,
     citations_of,
     cited_numbers,
     extractive_answer,
@@ -28,7 +29,7 @@ def test_citations_are_numbered_in_rank_order_and_point_at_chunks():
 
 def test_the_prompt_numbers_passages_asks_for_citations_and_admits_ignorance():
     system, user = answer_messages("What stores state?", citations_of(HITS))
-    assert "[1]" in system["content"] and NOT_IN_DOCUMENTS in system["content"]
+    assert "Paris [2]." in system["content"] and NOT_IN_DOCUMENTS in system["content"]
     assert "[1] (source: a.md)\nPods are the smallest unit." in user["content"]
     assert "[2] (source: b.md)\nEtcd stores state." in user["content"]
     assert user["content"].endswith("Question: What stores state?")
@@ -77,3 +78,18 @@ def test_extractive_answer_says_there_is_no_model_and_cites_the_best_passage():
     answer = extractive_answer(citations_of(HITS))
     assert "No language model" in answer and "Pods are the smallest unit." in answer
     assert answer.endswith("[1]")
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("Etcd stores the state.", "c2"),
+        ("Pods are the smallest unit", "c1"),
+        ("The moon is made of cheese.", None),
+        (NOT_IN_DOCUMENTS, None),
+        ("", None),
+    ],
+)
+def test_an_answer_without_citations_is_attributed_to_the_passage_holding_it(answer, expected):
+    source = attributed(answer, citations_of(HITS))
+    assert (source.chunk_id if source else None) == expected

@@ -1,0 +1,1 @@
+"""Retrieval and answer evaluation over the real services (`ragbus eval`)."""
