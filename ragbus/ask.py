@@ -5,10 +5,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import orjson
 from rich.console import Console
 
-from ragbus.client import headers
+from ragbus.client import headers, sse_events
 
 EXCERPT_CHARS = 160
 
@@ -23,12 +22,8 @@ async def query_events(
         if response.status_code != 200:
             detail = (await response.aread()).decode(errors="replace")
             raise RuntimeError(f"query refused ({response.status_code}): {detail}")
-        event = None
-        async for line in response.aiter_lines():
-            if line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("data:") and event:
-                yield event, orjson.loads(line[5:])
+        async for pair in sse_events(response):
+            yield pair
 
 
 def parse_filters(pairs: list[str]) -> dict[str, str]:

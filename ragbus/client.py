@@ -78,6 +78,17 @@ def _detail(response: httpx.Response) -> str:
         return response.text
 
 
+async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """The `(event, data)` pairs of a server-sent event stream whose data are JSON objects."""
+    event = "message"
+    async for line in response.aiter_lines():
+        if line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            yield event, orjson.loads(line[5:])
+            event = "message"
+
+
 async def status_events(
     client: httpx.AsyncClient,
     status_url: str,
@@ -93,13 +104,10 @@ async def status_events(
                 "GET", f"{status_url}/v1/documents/stream", params=params, timeout=None
             ) as response:
                 response.raise_for_status()
-                event = None
-                async for line in response.aiter_lines():
-                    if line.startswith("event:"):
-                        event = line[6:].strip()
-                    elif line.startswith("data:") and event == "state":
-                        yield orjson.loads(line[5:])
-                    elif line.startswith("data:") and event == "ready" and connected:
+                async for event, data in sse_events(response):
+                    if event == "state":
+                        yield data
+                    elif event == "ready" and connected:
                         connected.set()
         except (httpx.TransportError, httpx.HTTPStatusError):
             await asyncio.sleep(1.0)

@@ -9,7 +9,7 @@ import asyncio
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -356,7 +356,7 @@ async def stream_answer(http: httpx.AsyncClient, url: str, body: dict[str, Any])
                 await response.aread()
                 result.error = f"HTTP {response.status_code}: {_detail(response)}"
             else:
-                async for event, data in _events(response):
+                async for event, data in api.sse_events(response):
                     if event == "token" and result.first_token_ms is None:
                         result.first_token_ms = (time.perf_counter() - started) * 1000
                     elif event == "done":
@@ -371,17 +371,6 @@ async def stream_answer(http: httpx.AsyncClient, url: str, body: dict[str, Any])
     if result.error is None and result.text is None:
         result.error = "the stream ended without a done event"
     return result
-
-
-async def _events(response: httpx.Response) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-    """(event, data) pairs of a server-sent event stream whose data are JSON objects."""
-    event = "message"
-    async for line in response.aiter_lines():
-        if line.startswith("event:"):
-            event = line[6:].strip()
-        elif line.startswith("data:"):
-            yield event, orjson.loads(line[5:])
-            event = "message"
 
 
 async def answer_questions(
