@@ -19,14 +19,25 @@ EXCERPT_CHARS = 400
 HISTORY_ANSWER_CHARS = 300
 CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 
-# Small local models follow a worked example far better than rules about citing: measured on
-# SQuAD with the default 0.5B model, rule-style instructions made it answer "[1]" alone.
+# Small local models follow a worked example (one earlier exchange) far better than rules
+# about citing, and take a strict "reply exactly ... if the passages lack the answer" as a licence
+# to refuse: measured with the default 0.5B model, rule-style instructions made it answer "[1]"
+# alone on SQuAD, and an inline example was parroted back.
 ANSWER_INSTRUCTIONS = (
-    "Answer the question using only the numbered passages. Give the answer in one short "
-    "sentence, then the number of the passage it comes from in square brackets, like this: "
-    '"The Eiffel Tower is in Paris [2]." If the passages do not contain the answer, reply '
-    f'exactly "{NOT_IN_DOCUMENTS}".'
+    "Use the numbered passages to answer the question in one or two short sentences, and end "
+    "with the number of the passage you used in square brackets. If the passages are about "
+    f'something else entirely, reply "{NOT_IN_DOCUMENTS}".'
 )
+WORKED_EXAMPLE: list[Message] = [
+    {
+        "role": "user",
+        "content": "Passages:\n\n[1] (source: bridges.txt)\nThe Golden Gate Bridge opened in 1937 "
+        "and spans the strait at the entrance to San Francisco Bay.\n\n[2] (source: towers.txt)\n"
+        "The Eiffel Tower in Paris was completed in 1889 for the World's Fair.\n\n"
+        "Question: When was the Eiffel Tower completed?",
+    },
+    {"role": "assistant", "content": "The Eiffel Tower was completed in 1889 [2]."},
+]
 # An answer is attributed to a passage holding at least this share of its terms.
 ATTRIBUTION_OVERLAP = 0.5
 REWRITE_INSTRUCTIONS = (
@@ -59,10 +70,12 @@ def citations_of(hits: Sequence[Hit]) -> list[Citation]:
 
 
 def answer_messages(question: str, passages: Sequence[Citation]) -> list[Message]:
-    """Instructions, then the passages numbered as their citations, then the question."""
+    """Instructions, a worked example, then the passages numbered as their citations and the
+    question."""
     context = "\n\n".join(f"[{p.n}] (source: {p.source})\n{p.text}" for p in passages)
     return [
         {"role": "system", "content": ANSWER_INSTRUCTIONS},
+        *WORKED_EXAMPLE,
         {"role": "user", "content": f"Passages:\n\n{context}\n\nQuestion: {question}"},
     ]
 

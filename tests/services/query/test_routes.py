@@ -224,7 +224,7 @@ async def test_tokens_stream_and_citations_name_real_chunks(service):
     assert citation == passages[0]
     assert events[-1][1]["answer"] == "Etcd holds cluster state [1]."
     assert events[-1][1]["citations"] == [passages[0]]
-    prompt = llm.prompts[0][1]["content"]
+    prompt = llm.prompts[0][-1]["content"]
     assert "[1] (source: etcd.md)" in prompt and prompt.endswith("What holds the cluster state?")
 
 

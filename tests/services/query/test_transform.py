@@ -28,8 +28,10 @@ def test_citations_are_numbered_in_rank_order_and_point_at_chunks():
 
 
 def test_the_prompt_numbers_passages_asks_for_citations_and_admits_ignorance():
-    system, user = answer_messages("What stores state?", citations_of(HITS))
-    assert "Paris [2]." in system["content"] and NOT_IN_DOCUMENTS in system["content"]
+    system, example, reply, user = answer_messages("What stores state?", citations_of(HITS))
+    assert "square brackets" in system["content"] and NOT_IN_DOCUMENTS in system["content"]
+    assert (example["role"], reply["role"], user["role"]) == ("user", "assistant", "user")
+    assert reply["content"].endswith("[2].") and "[2] (source:" in example["content"]
     assert "[1] (source: a.md)\nPods are the smallest unit." in user["content"]
     assert "[2] (source: b.md)\nEtcd stores state." in user["content"]
     assert user["content"].endswith("Question: What stores state?")
