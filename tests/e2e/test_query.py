@@ -1,11 +1,15 @@
 """Questions over documents indexed by the real pipeline, answered by the real local model."""
 
+import subprocess
+import sys
 import uuid
 
 import httpx
 import openai
 import orjson
 import pytest
+
+from deploy.kafka.launcher import free_ports
 
 from .helpers import wait_final
 
@@ -101,3 +105,26 @@ async def test_the_openai_sdk_gets_a_streamed_answer(stack, k8s_pages):
     text = "".join(delta for delta in deltas if delta)
     # What the small model says varies; that it streams an answer through the SDK does not.
     assert len([d for d in deltas if d]) >= 3 and text.strip()
+
+
+def test_ragbus_ask_streams_the_answer_and_prints_its_sources(stack, k8s_pages):
+    filters = [f"--filter={key}={value}" for key, value in SUITE.items()]
+    result = subprocess.run(
+        [sys.executable, "-m", "ragbus", "ask", "What is etcd?", *filters,
+         "--query-url", stack.urls["query"]],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    answer, _, sources = result.stdout.partition("Sources")
+    assert "etcd" in answer.lower()
+    assert "k8s-docs" not in sources and "query-e2e/" in sources
+
+
+def test_ragbus_ask_fails_clearly_when_the_service_is_down():
+    (port,) = free_ports(1)
+    result = subprocess.run(
+        [sys.executable, "-m", "ragbus", "ask", "What is etcd?",
+         "--query-url", f"http://127.0.0.1:{port}"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1 and "query failed" in result.stdout
