@@ -1,6 +1,8 @@
 from pathlib import Path
 
-from ragbus.client import Progress, collect_files
+import httpx
+
+from ragbus.client import Progress, collect_files, sse_events
 
 
 def record(document_id, state):
@@ -44,3 +46,20 @@ def test_folders_are_walked_and_unsupported_files_skipped(tmp_path: Path):
     chosen, skipped = collect_files([tmp_path / "docs"])
     assert [f.name for f in chosen] == ["docs/a.md", "docs/sub/b.pdf"]
     assert [p.name for p in skipped] == ["c.exe"]
+
+
+async def test_sse_events_are_parsed_in_order():
+    body = (
+        b'event: retrieval\ndata: {"passages": []}\n\n'
+        b": keepalive\n\n"
+        b'event: token\ndata: {"text": "Den"}\n\n'
+        b'data: {"plain": true}\n\n'
+        b'event: done\ndata: {"answer": "Denver [1]"}\n\n'
+    )
+    events = [item async for item in sse_events(httpx.Response(200, content=body))]
+    assert events == [
+        ("retrieval", {"passages": []}),
+        ("token", {"text": "Den"}),
+        ("message", {"plain": True}),
+        ("done", {"answer": "Denver [1]"}),
+    ]

@@ -3,7 +3,6 @@
 from collections import Counter
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
 
@@ -12,7 +11,6 @@ from ragbus.eval.runner import (
     RERANKED,
     Endpoints,
     Options,
-    _events,
     evaluate,
     ranked_sources,
     write_report,
@@ -32,23 +30,6 @@ def citation(document_id: str, n: int) -> dict[str, object]:
 def test_documents_rank_by_their_best_chunk():
     citations = [citation(d, n) for n, d in enumerate(["a", "b", "a", "c", "b"], start=1)]
     assert ranked_sources(citations) == ["a.txt", "b.txt", "c.txt"]
-
-
-async def test_sse_events_are_parsed_in_order():
-    body = (
-        b'event: retrieval\ndata: {"passages": []}\n\n'
-        b": keepalive\n\n"
-        b'event: token\ndata: {"text": "Den"}\n\n'
-        b'data: {"plain": true}\n\n'
-        b'event: done\ndata: {"answer": "Denver [1]"}\n\n'
-    )
-    events = [item async for item in _events(httpx.Response(200, content=body))]
-    assert events == [
-        ("retrieval", {"passages": []}),
-        ("token", {"text": "Den"}),
-        ("message", {"plain": True}),
-        ("done", {"answer": "Denver [1]"}),
-    ]
 
 
 class Recorder:
