@@ -176,7 +176,7 @@ async def test_broker_lifecycle(tmp_path: Path) -> None:
         restarted = LocalKafka(data_dir)
         assert restarted.is_running()
         cli.send_signal(signal.SIGINT)
-        assert cli.wait(timeout=30) == 0
+        assert cli.wait(timeout=90) == 0
         assert not restarted.is_running()
     finally:
         if cli.poll() is None:
