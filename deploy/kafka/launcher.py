@@ -603,8 +603,11 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 def _cmd_start(args: argparse.Namespace) -> int:
     broker = _broker_from_args(args, stop_on_exit=not args.background)
-    # SIGTERM behaves like Ctrl-C, so `kill` of the launcher stops the broker cleanly too.
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    # SIGTERM behaves like Ctrl-C, so `kill` of the launcher stops the broker cleanly too. SIGINT
+    # is set explicitly: a process started in the background of a non-interactive shell inherits
+    # it ignored, and Python then installs no handler of its own.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _raise_keyboard_interrupt)
     broker.start()  # raises before anything is ours to stop (e.g. this data dir's broker runs)
     keep_running = False
     try:
