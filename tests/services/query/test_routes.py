@@ -19,6 +19,7 @@ from deploy.kafka.launcher import free_ports
 from ragbus.bus import create_broker, encode
 from ragbus.embedding import create_backend
 from ragbus.llm import Message, OpenAiChat
+from ragbus.rerank import RerankError
 from ragbus.sparse import encode_document
 from ragbus.store import Point, QdrantStore, StoreRunner
 from services.query.main import create_app
@@ -395,3 +396,21 @@ async def test_the_openai_sdk_gets_answers_streamed_and_whole(service):
         await sdk.chat.completions.create(
             model="gpt-4", messages=[{"role": "user", "content": "hi"}]
         )
+
+
+async def test_a_failing_reranker_keeps_the_fused_order_and_says_so(service):
+    class Broken:
+        async def scores(self, query, texts):
+            raise RerankError("the reranker at http://tei failed: 503")
+
+        async def close(self):
+            return None
+
+    client = await service(reranker=Broken())
+    response = await client.post(
+        "/v1/query", json={"question": "etcd", "generate": False}, headers=auth("key-acme")
+    )
+    assert response.status_code == 200
+    assert response.json()["rerank"]["applied"] is False
+    assert "failed, fused order kept" in response.json()["rerank"]["reason"]
+    assert response.json()["citations"]
