@@ -22,6 +22,8 @@ from pathlib import Path
 
 import httpx
 
+from ragbus.logs import log_tail
+
 MODEL_ALIAS = "qwen2.5-coder-0.5b-instruct"
 MODEL_FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 MODEL_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
@@ -270,7 +272,4 @@ class LlamaServer:
             process.wait()
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return log_tail(self.log_path, lines)

@@ -2,6 +2,7 @@
 
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -32,3 +33,11 @@ def configure(level: str = "INFO") -> None:
     root.setLevel(level.upper())
     for noisy in ("aiokafka", "httpx", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    """The last lines of a process's log file, for error messages ("" when there is none)."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""

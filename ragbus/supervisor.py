@@ -23,6 +23,7 @@ import psutil
 from contracts.topics import all_topics
 from deploy.kafka.launcher import LocalKafka, bootstrap_topics_blocking, fetch_broker
 from ragbus.llm_server import MODEL_ALIAS, LlamaServer
+from ragbus.logs import log_tail
 from ragbus.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ class Stack:
                     if child.process is not None and child.process.poll() is not None:
                         raise RuntimeError(
                             f"{service} exited during start; see {child.log_path}:\n"
-                            + _tail(child.log_path)
+                            + log_tail(child.log_path, 20)
                         )
                     try:
                         if httpx.get(url, timeout=2).status_code == 200:
@@ -238,13 +239,6 @@ def _rss_mb(pid: int | None) -> float:
         return psutil.Process(pid).memory_info().rss / 2**20 if pid else 0.0
     except psutil.Error:
         return 0.0
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 def up(settings: CommonSettings, llm: bool = True) -> int:
