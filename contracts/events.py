@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, field_validator
 
 SCHEMA_VERSION = "1.0"
 SCHEMA_MAJOR = SCHEMA_VERSION.split(".")[0]
@@ -81,6 +81,17 @@ class DocumentUploaded(Event):
     version: str | None = None
     title: str | None = None
     metadata: Metadata = Field(default_factory=dict)
+
+
+class DocumentDeleted(Event):
+    """A tombstone: remove every version of the document from the index and mark it DELETED.
+
+    Published on `document.uploaded`, after the document's uploads on the same partition, and
+    passed on unchanged along `chunks.ready` and `vectors.ready`, so it reaches the indexer after
+    every batch of the versions uploaded before it; the indexer announces it on `index.promoted`.
+    """
+
+    kind: Literal["deleted"] = "deleted"
 
 
 class Chunk(BaseModel):
@@ -175,7 +186,10 @@ class DeadLetter(BaseModel):
     partition: int
     offset: int
     key: str | None = None
-    payload: str = Field(description="the original message value, decoded as UTF-8 with escapes")
+    payload: str = Field(description="the original message value, as `payload_encoding` says")
+    payload_encoding: Literal["utf-8", "base64"] = Field(
+        default="utf-8", description="UTF-8 text when the value was valid UTF-8, else base64"
+    )
     error: str
     error_type: str
     stage: Stage
@@ -222,10 +236,32 @@ class Conversation(Versioned):
         return conversation_key(self.tenant_id, self.conversation_id)
 
 
+def _deleted_or_main(value: Any) -> str:
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    return "deleted" if kind == "deleted" else "main"
+
+
+_DELETED = Annotated[DocumentDeleted, Tag("deleted")]
+# What each topic that carries tombstones holds: its own event, or a `DocumentDeleted`.
+UploadOrDelete = TypeAdapter(
+    Annotated[Annotated[DocumentUploaded, Tag("main")] | _DELETED, Discriminator(_deleted_or_main)]
+)
+ChunksOrDelete = TypeAdapter(
+    Annotated[Annotated[ChunksReady, Tag("main")] | _DELETED, Discriminator(_deleted_or_main)]
+)
+VectorsOrDelete = TypeAdapter(
+    Annotated[Annotated[VectorsReady, Tag("main")] | _DELETED, Discriminator(_deleted_or_main)]
+)
+PromotedOrDelete = TypeAdapter(
+    Annotated[Annotated[IndexPromoted, Tag("main")] | _DELETED, Discriminator(_deleted_or_main)]
+)
+
+
 EVENT_TYPES: dict[str, type[BaseModel]] = {
     model.__name__: model
     for model in (
         DocumentUploaded,
+        DocumentDeleted,
         ChunksReady,
         VectorsReady,
         IndexPromoted,

@@ -2,6 +2,7 @@
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -29,12 +30,20 @@ class BlobStore:
         return path.as_uri(), digest
 
 
-def read_blob(uri: str, max_bytes: int) -> bytes:
-    """Read the bytes behind a `file://` URI, refusing anything larger than `max_bytes`."""
+def read_blob(uri: str, max_bytes: int, roots: Sequence[Path]) -> bytes:
+    """Read the bytes behind a `file://` URI inside one of `roots`, refusing anything larger
+    than `max_bytes`: an event can name a blob, never any other file of the machine."""
     parsed = urlparse(uri)
     if parsed.scheme != "file":
         raise BlobError(f"unsupported blob URI scheme {parsed.scheme!r} in {uri!r} (use file://)")
-    path = Path(unquote(parsed.path))
+    if parsed.netloc not in ("", "localhost"):
+        raise BlobError(f"blob URI {uri!r} names another host ({parsed.netloc})")
+    path = Path(unquote(parsed.path)).resolve()
+    if not any(path.is_relative_to(root.resolve()) for root in roots):
+        raise BlobError(
+            f"blob {uri} is outside the blob store (readable roots: "
+            f"{', '.join(str(root) for root in roots)}; see RAGBUS_BLOB_ROOTS)"
+        )
     try:
         size = path.stat().st_size
         if size > max_bytes:

@@ -2,18 +2,33 @@
 
 A stage's subscriber decodes a record with `Bus.decode` (a bad record becomes a dead letter and a
 FAILED status, never an exception), runs its pure transform, publishes the outputs with
-`Bus.publish` and returns; the subscriber's ack policy commits the offset only after that.
+`Bus.publish` and returns; the subscriber's ack policy commits the offset only after that. The
+work runs inside `Bus.guarded`, which tells transient failures (retried by redelivery for as long
+as they last) from a poison message (dead-lettered after `max_attempts`), so no message stalls
+its partition forever and none is dropped.
 """
 
 import asyncio
+import base64
 import logging
-from collections.abc import Mapping, Sequence
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, TypeAlias, TypeVar
 
 import orjson
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    NodeNotReadyError,
+    NotLeaderForPartitionError,
+    RequestTimedOutError,
+)
 from aiokafka.structs import ConsumerRecord
 from faststream.kafka import KafkaBroker
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from contracts.events import (
     DeadLetter,
@@ -25,12 +40,28 @@ from contracts.events import (
 )
 from contracts.topics import DOCUMENT_STATUS, MAX_MESSAGE_BYTES, dlq
 from ragbus import metrics
+from ragbus.retry import retry
 from ragbus.settings import CommonSettings
 
 log = logging.getLogger(__name__)
 
 E = TypeVar("E", bound=BaseModel)
 Record: TypeAlias = "ConsumerRecord[bytes | None, bytes | None]"
+
+# Stage groups keep their partitions across a rebalance where they can (aiokafka speaks only the
+# eager protocol, so there is no cooperative-sticky; sticky is the closest). Round robin stays
+# listed so members of an older deployment can share the group during a rolling upgrade.
+ASSIGNMENT = (StickyPartitionAssignor, RoundRobinPartitionAssignor)
+# Failures of the broker connection itself; a stage adds its backends' (TEI, Qdrant, …).
+BROKER_TRANSIENT: tuple[type[BaseException], ...] = (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    NodeNotReadyError,
+    NotLeaderForPartitionError,
+    RequestTimedOutError,
+)
+# How long a stage waits before a message that met a transient failure is redelivered.
+TRANSIENT_PAUSE_S = 5.0
 
 
 def create_broker(settings: CommonSettings, client_id: str) -> KafkaBroker:
@@ -61,11 +92,19 @@ class Bus:
         stage: Stage,
         outputs: Mapping[str, type[BaseModel]] | None = None,
         consumes: Sequence[str] = (),
+        transient: tuple[type[BaseException], ...] = (),
+        max_attempts: int = 3,
     ) -> None:
         """Declare the stage's publishers: its `outputs`, status updates, and the DLQ of each
-        topic it `consumes` (declared, they appear in the AsyncAPI document)."""
+        topic it `consumes` (declared, they appear in the AsyncAPI document). `transient`
+        errors of the stage's backends are retried for as long as they last; any other error
+        of a message is retried `max_attempts` times before the message is dead-lettered."""
         self.broker = broker
         self.stage = stage
+        self.transient = BROKER_TRANSIENT + transient
+        self.max_attempts = max_attempts
+        # Failed attempts per record position, in this process; cleared when a record succeeds.
+        self._failures: dict[tuple[str, int, int], int] = {}
         declared = {
             **(outputs or {}),
             DOCUMENT_STATUS: StatusUpdate,
@@ -86,16 +125,19 @@ class Bus:
         order of one call's events (each carries its batch number).
         """
         publisher = self._publishers[topic]
-        await asyncio.gather(
-            *(
-                publisher.publish(
-                    encode(event),
-                    key=_key(event),
-                    headers={"type": type(event).__name__},
+
+        async def send() -> None:
+            await asyncio.gather(
+                *(
+                    publisher.publish(
+                        encode(event), key=_key(event), headers={"type": type(event).__name__}
+                    )
+                    for event in events
                 )
-                for event in events
             )
-        )
+
+        # A resend may repeat events the broker already had: every consumer is idempotent.
+        await retry(send, transient=BROKER_TRANSIENT, what=f"publishing to {topic}")
 
     async def report(self, about: Event, state: DocumentState, **fields: Any) -> None:
         """Publish a status update about the document `about` refers to."""
@@ -109,11 +151,13 @@ class Bus:
         )
         await self.publish(DOCUMENT_STATUS, [update])
 
-    async def decode(self, record: Record, model: type[E]) -> E | None:
+    async def decode(self, record: Record, model: type[E] | TypeAdapter[E]) -> E | None:
         """Validate a record as `model`; dead-letter it and return None when it is not one."""
         try:
             if record.value is None:
                 raise ValueError("empty message (no value)")
+            if isinstance(model, TypeAdapter):
+                return model.validate_json(record.value)
             return model.model_validate_json(record.value)
         except (ValidationError, ValueError) as exc:
             reason = (
@@ -137,7 +181,7 @@ class Bus:
             partition=record.partition,
             offset=record.offset,
             key=record.key.decode(errors="replace") if record.key else None,
-            payload=(record.value or b"").decode(errors="backslashreplace"),
+            **_payload(record.value or b""),
             error=reason,
             error_type=error_type,
             stage=self.stage,
@@ -162,6 +206,77 @@ class Bus:
                 reason=f"{self.stage}: {reason}",
             )
             await self.publish(DOCUMENT_STATUS, [update])
+
+    async def process(
+        self, records: Sequence[Record], handle: Callable[[Sequence[Record]], Awaitable[None]]
+    ) -> None:
+        """Run `handle` on a batch of records, guarded; a batch that failed before runs one
+        record at a time, so a poison record is found and dead-lettered alone."""
+        runs = [[record] for record in records] if self.failed_before(records) else [records]
+        for run in runs:
+            async with self.guarded(run):
+                await handle(run)
+
+    def failed_before(self, records: Sequence[Record]) -> bool:
+        """Whether any of `records` failed here before: a batch that failed is retried one
+        record at a time, so only the poison record is dead-lettered."""
+        return any(_position(record) in self._failures for record in records)
+
+    @asynccontextmanager
+    async def guarded(self, records: Sequence[Record]) -> AsyncIterator[None]:
+        """Run the handling of `records`, deciding what a failure means.
+
+        A transient error is raised again after a pause: the message is redelivered until the
+        backend is back (the stage's lag grows meanwhile; nothing fails). Any other error is
+        raised again, for a redelivery, until one record has failed `max_attempts` times; then
+        that record is dead-lettered with its document marked FAILED, and the stage moves on.
+        A batch's failure counts against each of its records.
+        """
+        try:
+            yield
+        except self.transient as exc:
+            log.warning(
+                "transient failure, the message will be redelivered: %s",
+                exc,
+                extra={"stage": self.stage, "error": str(exc)},
+            )
+            await asyncio.sleep(random.uniform(0.5, 1.0) * TRANSIENT_PAUSE_S)
+            raise
+        except Exception as exc:
+            attempts = 0
+            for record in records:
+                attempts = self._failures[_position(record)] = (
+                    self._failures.get(_position(record), 0) + 1
+                )
+            if len(records) != 1 or attempts < self.max_attempts:
+                log.exception(
+                    "handling failed (attempt %d of %d), the message will be redelivered",
+                    attempts,
+                    self.max_attempts,
+                    extra={"stage": self.stage},
+                )
+                await asyncio.sleep(random.uniform(0, 0.5 * 2**attempts))
+                raise
+            (record,) = records
+            del self._failures[_position(record)]
+            await self.dead_letter(
+                record, f"{type(exc).__name__}: {exc}", type(exc).__name__, attempts
+            )
+        else:
+            for record in records:
+                self._failures.pop(_position(record), None)
+
+
+def _position(record: Record) -> tuple[str, int, int]:
+    return record.topic, record.partition, record.offset
+
+
+def _payload(value: bytes) -> dict[str, str]:
+    """The original value, kept byte for byte: as text when it is UTF-8, else as base64."""
+    try:
+        return {"payload": value.decode(), "payload_encoding": "utf-8"}
+    except UnicodeDecodeError:
+        return {"payload": base64.b64encode(value).decode(), "payload_encoding": "base64"}
 
 
 def _key(event: BaseModel) -> bytes:

@@ -45,6 +45,10 @@ class CommonSettings(BaseSettings):
         description="TEI-compatible server with POST /rerank",
     )
     collection_alias: str = "ragbus"
+    blob_roots: tuple[Path, ...] = Field(
+        default=(),
+        description="directories besides the blob store that producers' file:// URIs may name",
+    )
     embed_threads: int | None = Field(default=None, ge=1)
     embed_batch_size: int = Field(default=8, ge=1, description="texts per model call")
     max_tokens: int = Field(default=256, ge=16, le=512)
@@ -72,6 +76,11 @@ class CommonSettings(BaseSettings):
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+    @property
+    def readable_blob_roots(self) -> tuple[Path, ...]:
+        """Where the `file://` URIs of events may point: the blob store and `blob_roots`."""
+        return (self.blob_dir, *self.blob_roots)
 
     @property
     def qdrant_path(self) -> Path:

@@ -5,6 +5,10 @@ The serving name is an alias over a generation collection (`<alias>_g<N>`), so a
 write a new generation and swap the alias atomically. Each point holds a dense vector and a
 BM25-style sparse vector (`ragbus.sparse`) scored with Qdrant's IDF modifier; hybrid search fuses
 the two rankings with reciprocal rank fusion inside Qdrant's query API.
+
+Document versions are swapped without a gap or a mix: a version's points are written with
+`live: false`, searches read only live points, and `promote` makes the complete version live and
+deletes the others in one batch of operations.
 """
 
 import asyncio
@@ -26,6 +30,7 @@ T = TypeVar("T")
 
 DENSE = "dense"
 SPARSE = "sparse"
+LIVE = "live"
 # Candidates each ranking contributes to the fusion, per result asked for (at least FUSION_FLOOR).
 FUSION_DEPTH = 4
 FUSION_FLOOR = 40
@@ -75,13 +80,15 @@ class VectorStore(Protocol):
 
     def count(self, document_id: str, version: str | None = None) -> int: ...
 
-    def delete_other_versions(self, document_id: str, version: str) -> int: ...
+    def promote(self, document_id: str, version: str) -> int | None: ...
+
+    def delete_document(self, document_id: str, tenant_id: str) -> int: ...
 
     def search(self, request: SearchRequest) -> list[Hit]: ...
 
     def generation(self) -> int: ...
 
-    def info(self) -> IndexInfo: ...
+    def info(self, tenant_id: str | None = None) -> IndexInfo: ...
 
     def close(self) -> None: ...
 
@@ -96,12 +103,17 @@ def _match(key: str, value: Any) -> qm.FieldCondition:
     return qm.FieldCondition(key=key, match=qm.MatchValue(value=value))
 
 
+def _version(document_id: str, version: str) -> qm.Filter:
+    return qm.Filter(must=[_match("document_id", document_id), _match("version", version)])
+
+
 class QdrantStore:
     """`VectorStore` on Qdrant."""
 
     def __init__(self, client: QdrantClient, alias: str) -> None:
         self.client = client
         self.alias = alias
+        self._checked: set[tuple[str, int]] = set()
 
     @classmethod
     def connect(cls, url: str | None, path: Path, alias: str) -> "QdrantStore":
@@ -120,7 +132,9 @@ class QdrantStore:
         """The alias's collection, creating generation 1 and the alias when there is none."""
         existing = self._collection()
         if existing is not None:
-            self._check_schema(existing, dimensions)
+            if (existing, dimensions) not in self._checked:
+                self._check_schema(existing, dimensions)
+                self._checked.add((existing, dimensions))
             return existing
         collection = f"{self.alias}_g1"
         if not self.client.collection_exists(collection):
@@ -133,6 +147,7 @@ class QdrantStore:
             )
             for field in ("tenant_id", "document_id", "version"):
                 self.client.create_payload_index(collection, field, qm.PayloadSchemaType.KEYWORD)
+            self.client.create_payload_index(collection, LIVE, qm.PayloadSchemaType.BOOL)
         self.client.update_collection_aliases(
             change_aliases_operations=[
                 qm.CreateAliasOperation(
@@ -154,39 +169,105 @@ class QdrantStore:
             raise ValueError(
                 f"collection {collection} holds {dense.size}-dim vectors, model gives {dimensions}"
             )
+        unflagged = qm.Filter(must=[qm.IsEmptyCondition(is_empty=qm.PayloadField(key=LIVE))])
+        if self.client.count(collection, count_filter=unflagged, exact=False).count:
+            raise ValueError(
+                f"collection {collection} holds points without the {LIVE!r} flag (made by an "
+                "older ragbus): delete it or the storage and re-ingest"
+            )
 
     def upsert(self, points: Sequence[Point]) -> None:
-        """Write points and wait until they are visible; the same ids overwrite, never duplicate."""
+        """Write points and wait until they are stored; the same ids overwrite, never duplicate.
+
+        A point of a version that is already live (a redelivered batch) is written live, so a
+        replay never hides part of a served document; any other is written not live.
+        """
+        versions = {(p.payload["document_id"], p.payload["version"]) for p in points}
+        live = {key for key in versions if self._is_live(*key)}
         self.client.upsert(
             self.alias,
             points=[
                 qm.PointStruct(
                     id=p.id,
                     vector={DENSE: list(p.vector), SPARSE: _sparse(p.sparse)},
-                    payload=p.payload,
+                    payload={
+                        **p.payload,
+                        LIVE: (p.payload["document_id"], p.payload["version"]) in live,
+                    },
                 )
                 for p in points
             ],
             wait=True,
         )
 
+    def _is_live(self, document_id: str, version: str) -> bool:
+        where = _version(document_id, version)
+        where.must.append(_match(LIVE, True))  # type: ignore[union-attr]
+        points, _ = self.client.scroll(self.alias, scroll_filter=where, limit=1)
+        return bool(points)
+
     def count(self, document_id: str, version: str | None = None) -> int:
+        """A document's points (of one version), live or not."""
         must = [_match("document_id", document_id)]
         if version is not None:
             must.append(_match("version", version))
         return self.client.count(self.alias, count_filter=qm.Filter(must=must), exact=True).count
 
-    def delete_other_versions(self, document_id: str, version: str) -> int:
-        """Remove a document's points of every version but `version`; return how many."""
-        selector = qm.Filter(
+    def promote(self, document_id: str, version: str) -> int | None:
+        """Make `version` the document's live one and remove every other version's points, in
+        one batch of operations; return how many points were removed.
+
+        Embedded storage applies the batch within one call, which no search interleaves with
+        (`StoreRunner`); a server applies it in order, so a search in between sees both
+        versions, never neither, and `search` keeps only the newest version of a document.
+        When a version uploaded later is live already (events met out of order), this one is
+        stale: its points are removed instead and None is returned.
+        """
+        mine = _version(document_id, version)
+        others = qm.Filter(
             must=[_match("document_id", document_id)], must_not=[_match("version", version)]
         )
-        stale = self.client.count(self.alias, count_filter=selector, exact=True).count
-        if stale:
+        if self._newer_live(document_id, version):
             self.client.delete(
-                self.alias, points_selector=qm.FilterSelector(filter=selector), wait=True
+                self.alias, points_selector=qm.FilterSelector(filter=mine), wait=True
             )
+            return None
+        stale = self.client.count(self.alias, count_filter=others, exact=True).count
+        self.client.batch_update_points(
+            self.alias,
+            update_operations=[
+                qm.SetPayloadOperation(
+                    set_payload=qm.SetPayload(payload={LIVE: True}, filter=mine)
+                ),
+                qm.DeleteOperation(delete=qm.FilterSelector(filter=others)),
+            ],
+            wait=True,
+        )
         return stale
+
+    def _newer_live(self, document_id: str, version: str) -> bool:
+        """Whether another version of the document, uploaded after `version`, is live."""
+        live = qm.Filter(must=[_match("document_id", document_id), _match(LIVE, True)])
+        mine, _ = self.client.scroll(
+            self.alias, scroll_filter=_version(document_id, version), limit=1
+        )
+        served, _ = self.client.scroll(self.alias, scroll_filter=live, limit=1)
+        if not mine or not served:
+            return False
+        own, current = mine[0].payload or {}, served[0].payload or {}
+        return current.get("version") != version and str(current.get("uploaded_at", "")) > str(
+            own.get("uploaded_at", "")
+        )
+
+    def delete_document(self, document_id: str, tenant_id: str) -> int:
+        """Remove every point of a tenant's document, of every version; return how many."""
+        where = qm.Filter(must=[_match("document_id", document_id), _match("tenant_id", tenant_id)])
+        points = self.client.count(self.alias, count_filter=where, exact=True).count
+        if points:
+            self.client.delete(
+                self.alias, points_selector=qm.FilterSelector(filter=where), wait=True
+            )
+        return points
 
     def search(self, request: SearchRequest) -> list[Hit]:
         """The tenant's best chunks; `filters` match metadata fields exactly.
@@ -194,7 +275,7 @@ class QdrantStore:
         The tenant filter sits on every ranking, fused or not, so no other tenant's chunk can
         enter a candidate list.
         """
-        must = [_match("tenant_id", request.tenant_id)]
+        must = [_match("tenant_id", request.tenant_id), _match(LIVE, True)]
         must += [_match(f"metadata.{key}", value) for key, value in request.filters.items()]
         where = qm.Filter(must=must)
         dense = list(request.dense) if request.dense is not None else None
@@ -222,18 +303,24 @@ class QdrantStore:
             )
         else:
             return []
-        return [Hit(str(p.id), p.score, p.payload or {}) for p in result.points]
+        return _newest_versions([Hit(str(p.id), p.score, p.payload or {}) for p in result.points])
 
     def generation(self) -> int:
         """The generation the alias serves now (0 before the first collection exists)."""
         return generation_of(self._collection() or "")
 
-    def info(self) -> IndexInfo:
+    def info(self, tenant_id: str | None = None) -> IndexInfo:
+        """The serving collection, with the points and documents it holds (of `tenant_id`)."""
         collection = self._collection() or ""
-        points = self.client.count(self.alias, exact=True).count if collection else 0
+        where = qm.Filter(must=[_match("tenant_id", tenant_id)]) if tenant_id else None
+        points = (
+            self.client.count(self.alias, count_filter=where, exact=True).count if collection else 0
+        )
         documents = 0
         if points:
-            facet = self.client.facet(self.alias, key="document_id", limit=points, exact=True)
+            facet = self.client.facet(
+                self.alias, key="document_id", facet_filter=where, limit=points, exact=True
+            )
             documents = len(facet.hits)
         return IndexInfo(
             alias=self.alias,
@@ -245,6 +332,21 @@ class QdrantStore:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _newest_versions(hits: list[Hit]) -> list[Hit]:
+    """Only the hits of each document's most recently uploaded version (see `promote`)."""
+
+    def document_of(hit: Hit) -> str:
+        return str(hit.payload.get("document_id"))
+
+    def upload_of(hit: Hit) -> tuple[str, str]:
+        return str(hit.payload.get("uploaded_at", "")), str(hit.payload.get("version"))
+
+    newest: dict[str, tuple[str, str]] = {}
+    for hit in hits:
+        newest[document_of(hit)] = max(newest.get(document_of(hit), ("", "")), upload_of(hit))
+    return [hit for hit in hits if upload_of(hit)[1] == newest[document_of(hit)][1]]
 
 
 def _sparse(vector: SparseVector) -> qm.SparseVector:

@@ -1,19 +1,20 @@
-"""The chunker's subscriber: `document.uploaded` in, `chunks.ready` out."""
+"""The chunker's subscriber: `document.uploaded` in, `chunks.ready` out (tombstones passed on)."""
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from tokenizers import Tokenizer
 
-from contracts.events import DocumentState, DocumentUploaded
+from contracts.events import DocumentDeleted, DocumentState, UploadOrDelete
 from contracts.ids import sha256_of, version_of
 from contracts.topics import CHUNKS_READY, DOCUMENT_UPLOADED
 from ragbus import metrics
 from ragbus.blobs import BlobError, read_blob
-from ragbus.bus import Bus
+from ragbus.bus import ASSIGNMENT, Bus, Record
 
 from .parsers import UnreadableDocument
 from .settings import ChunkerSettings
@@ -33,18 +34,27 @@ def register(
         auto_offset_reset="earliest",
         # Commit only after the chunks are published; an error leaves the offset for a retry.
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        partition_assignment_strategy=ASSIGNMENT,
         max_poll_interval_ms=15 * 60 * 1000,
         title="chunker",
-        description="Parse and split uploaded documents into chunks.",
+        description="Parse and split uploaded documents into chunks; pass deletions on.",
     )
     async def on_document_uploaded(message: KafkaMessage) -> None:
-        record = message.raw_message
-        event = await bus.decode(record, DocumentUploaded)
+        await bus.process([message.raw_message], handle)
+
+    async def handle(records: Sequence[Record]) -> None:
+        (record,) = records
+        event = await bus.decode(record, UploadOrDelete)
         if event is None:
+            return
+        if isinstance(event, DocumentDeleted):
+            await bus.publish(CHUNKS_READY, [event])
             return
         started = time.perf_counter()
         try:
-            data = await asyncio.to_thread(read_blob, event.blob_uri, settings.max_blob_bytes)
+            data = await asyncio.to_thread(
+                read_blob, event.blob_uri, settings.max_blob_bytes, settings.readable_blob_roots
+            )
         except BlobError as exc:
             await bus.dead_letter(record, str(exc), type(exc).__name__, version=event.version)
             return

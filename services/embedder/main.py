@@ -6,7 +6,7 @@ from contracts.events import VectorsReady
 from contracts.topics import CHUNKS_READY, VECTORS_READY
 from ragbus.bus import Bus, create_broker
 from ragbus.embedding import create_backend
-from ragbus.embedding.backend import EmbeddingBackend
+from ragbus.embedding.backend import EmbeddingBackend, EmbeddingUnavailable
 from ragbus.service import create_service_app
 
 from .settings import EmbedderSettings, get_settings
@@ -27,7 +27,13 @@ def create_app(
     broker = create_broker(settings, "embedder")
     register(
         broker,
-        Bus(broker, "embedder", {VECTORS_READY: VectorsReady}, [CHUNKS_READY]),
+        Bus(
+            broker,
+            "embedder",
+            {VECTORS_READY: VectorsReady},
+            [CHUNKS_READY],
+            transient=(EmbeddingUnavailable,),
+        ),
         settings,
         backend,
     )

@@ -10,7 +10,7 @@ from ragbus.store import shared_store
 
 from .routes import router
 from .settings import IndexerSettings, get_settings
-from .subscriber import register
+from .subscriber import TRANSIENT, register
 
 __all__ = ["create_app", "get_settings"]
 
@@ -24,7 +24,9 @@ def create_app(
     broker = create_broker(settings, "indexer")
     register(
         broker,
-        Bus(broker, "indexer", {INDEX_PROMOTED: IndexPromoted}, [VECTORS_READY]),
+        Bus(
+            broker, "indexer", {INDEX_PROMOTED: IndexPromoted}, [VECTORS_READY], transient=TRANSIENT
+        ),
         settings,
         runner,
     )

@@ -16,9 +16,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from contracts.events import Conversation, IndexPromoted, describe_validation_error
+from contracts.events import (
+    Conversation,
+    IndexPromoted,
+    PromotedOrDelete,
+    describe_validation_error,
+)
 from contracts.topics import INDEX_PROMOTED, QUERY_CONVERSATIONS
 from ragbus import metrics
 from ragbus.bus import Record
@@ -129,18 +134,19 @@ def register(
     async def on_index_promoted(message: KafkaMessage) -> None:
         # Any record here means the index changed, so even one that cannot be read clears.
         dropped = cache.clear()
-        event = _decode(message.raw_message, IndexPromoted)
+        event = _decode(message.raw_message, PromotedOrDelete)
         if event is not None:
-            on_promoted(event)
+            if isinstance(event, IndexPromoted):
+                on_promoted(event)
             metrics.MESSAGES.labels(STAGE, INDEX_PROMOTED, "ok").inc()
             log.info(
-                "index promoted: dropped %d cached answers",
+                "index changed (%s): dropped %d cached answers",
+                type(event).__name__,
                 dropped,
                 extra={
                     "document_id": event.document_id,
                     "tenant_id": event.tenant_id,
                     "trace_id": event.trace_id,
-                    "generation": event.generation,
                 },
             )
 
@@ -174,9 +180,11 @@ def register(
     return replay
 
 
-def _decode(record: Record, model: type[M]) -> M | None:
+def _decode(record: Record, model: type[M] | TypeAdapter[M]) -> M | None:
     """`record` as a `model`, or None when it is not one (logged and counted)."""
     try:
+        if isinstance(model, TypeAdapter):
+            return model.validate_json(record.value or b"")
         return model.model_validate_json(record.value or b"")
     except ValidationError as exc:
         _invalid(record, describe_validation_error(exc))

@@ -2,7 +2,8 @@
 
 Updates of one document arrive in causal order (one partition). Within a version the state only
 moves forward, so a stage's redelivered update never moves a document back; an ingest RECEIVED
-(an upload) or a chunker CHUNKING of another version starts the record afresh.
+(an upload), a chunker CHUNKING of another version, or progress on a FAILED or DELETED document
+(a dead letter replayed after a fix, a producer publishing it again) starts the record afresh.
 """
 
 from datetime import datetime
@@ -45,6 +46,8 @@ class DocumentRecord(BaseModel):
 def _starts_over(record: DocumentRecord, update: StatusUpdate) -> bool:
     if update.state is DocumentState.RECEIVED:
         return True
+    if record.state in (DocumentState.FAILED, DocumentState.DELETED):
+        return update.state in PIPELINE
     new_version = update.version is not None and update.version != record.version
     return new_version and update.state is DocumentState.CHUNKING
 

@@ -1,5 +1,6 @@
 """The whole pipeline as real processes against the session's real broker."""
 
+import json
 import os
 import subprocess
 import sys
@@ -85,6 +86,11 @@ def stack(
         "RAGBUS_DATA_DIR": str(data_dir),
         "LLM_URL": llm_server,
         "LLM_MODEL": MODEL_ALIAS,
+        # Tests publish events naming files of their own and of the shared data, as producers
+        # outside the blob store do.
+        "RAGBUS_BLOB_ROOTS": json.dumps(
+            [str(tmp_path_factory.getbasetemp()), str(SHARED_DATA.resolve())]
+        ),
         **{f"RAGBUS_{name.upper()}_PORT": str(port) for name, port in ports.items()},
     }
     env.pop("QDRANT_URL", None)

@@ -1,4 +1,5 @@
-"""The Qdrant adapter on real embedded storage: dense, sparse and fused search, tenants, filters."""
+"""The Qdrant adapter on real embedded storage: dense, sparse and fused search, tenants, filters,
+and the swap of document versions (written not live, promoted, replaced, deleted)."""
 
 import uuid
 
@@ -43,8 +44,33 @@ def store(tmp_path):
             for name, (tenant, text, vector, metadata) in PASSAGES.items()
         ]
     )
+    for name in PASSAGES:
+        store.promote(name, "v1")
     yield store
     store.close()
+
+
+def _version_points(document, version, uploaded_at, texts, tenant="acme"):
+    return [
+        Point(
+            id=_id(f"{document}/{version}/{ordinal}"),
+            vector=[1.0, 0.0, 0.0, 0.0],
+            sparse=encode_document(text),
+            payload={
+                "tenant_id": tenant,
+                "document_id": document,
+                "version": version,
+                "uploaded_at": uploaded_at,
+                "text": text,
+            },
+        )
+        for ordinal, text in enumerate(texts)
+    ]
+
+
+def _texts(store, document="doc"):
+    hits = store.search(SearchRequest("acme", 50, dense=[1.0, 0.0, 0.0, 0.0]))
+    return sorted(hit.payload["text"] for hit in hits if hit.payload["document_id"] == document)
 
 
 def _names(hits):
@@ -112,4 +138,78 @@ def test_a_collection_without_sparse_vectors_is_refused_with_a_reason(tmp_path):
     )
     with pytest.raises(ValueError, match="re-ingest"):
         store.ensure_collection(4)
+    store.close()
+
+
+def test_a_version_is_searched_only_once_promoted(store):
+    store.upsert(_version_points("doc", "v1", "2026-01-01T00:00:00", ["old one", "old two"]))
+    assert _texts(store) == []
+    assert store.promote("doc", "v1") == 0
+    assert _texts(store) == ["old one", "old two"]
+
+
+def test_a_new_version_replaces_the_old_one_at_once(store):
+    store.upsert(_version_points("doc", "v1", "2026-01-01T00:00:00", ["old one", "old two"]))
+    store.promote("doc", "v1")
+    # While the new version is written, searches still see the whole old one, and only it.
+    store.upsert(_version_points("doc", "v2", "2026-01-02T00:00:00", ["new one"]))
+    assert _texts(store) == ["old one", "old two"]
+    assert store.count("doc") == 3
+    assert store.promote("doc", "v2") == 2
+    assert _texts(store) == ["new one"]
+    assert store.count("doc") == 1
+
+
+def test_a_replayed_batch_of_the_live_version_stays_live(store):
+    points = _version_points("doc", "v1", "2026-01-01T00:00:00", ["old one", "old two"])
+    store.upsert(points)
+    store.promote("doc", "v1")
+    store.upsert(points[1:])
+    assert _texts(store) == ["old one", "old two"]
+
+
+def test_an_older_version_completing_late_is_dropped_not_served(store):
+    store.upsert(_version_points("doc", "v2", "2026-01-02T00:00:00", ["new one"]))
+    store.promote("doc", "v2")
+    store.upsert(_version_points("doc", "v1", "2026-01-01T00:00:00", ["old one"]))
+    assert store.promote("doc", "v1") is None
+    assert _texts(store) == ["new one"]
+    assert store.count("doc") == 1
+
+
+def test_a_deleted_document_leaves_no_point_and_spares_other_tenants(store):
+    store.upsert(_version_points("doc", "v1", "2026-01-01T00:00:00", ["one", "two"]))
+    store.upsert(_version_points("doc", "v2", "2026-01-02T00:00:00", ["three"]))
+    assert store.delete_document("doc", "beta") == 0
+    assert store.delete_document("doc", "acme") == 3
+    assert store.count("doc") == 0
+
+
+def test_index_info_counts_one_tenants_points_and_documents(store):
+    everything, acme = store.info(), store.info("acme")
+    assert (everything.points, everything.documents) == (5, 5)
+    assert (acme.points, acme.documents) == (3, 3)
+    assert store.info("nobody").points == 0
+
+
+def test_points_without_the_live_flag_are_refused_with_a_reason(tmp_path):
+    store = QdrantStore.connect(None, tmp_path / "unflagged", "ragbus")
+    store.ensure_collection(4)
+    (point,) = _version_points("doc", "v1", "2026-01-01T00:00:00", ["text"])
+    store.client.upsert(
+        "ragbus",
+        [
+            qm.PointStruct(
+                id=point.id,
+                vector={
+                    "dense": list(point.vector),
+                    "sparse": qm.SparseVector(indices=[1], values=[1.0]),
+                },
+                payload=point.payload,
+            )
+        ],
+    )
+    reopened = QdrantStore(store.client, "ragbus")
+    with pytest.raises(ValueError, match="live"):
+        reopened.ensure_collection(4)
     store.close()

@@ -93,6 +93,8 @@ def data_dir(tmp_path_factory, embedder):
                 )
             )
     store.upsert(points)
+    for document in {point.payload["document_id"] for point in points}:
+        store.promote(document, "v1")
     store.close()
     return path
 

@@ -58,13 +58,22 @@ HAPPY = [
             "v1",
             "chunker: PDF is encrypted",
         ),
-        # A failed document stays failed until it is uploaded again.
+        # A failed document makes progress again when a stage handles it again (a dead letter
+        # replayed after a fix), and so does a deleted one uploaded again.
         (
             [*HAPPY[:2], update(S.FAILED, 2, reason="x"), update(S.EMBEDDING, 3)],
-            S.FAILED,
+            S.EMBEDDING,
             "v1",
-            "x",
+            None,
         ),
+        (
+            [*HAPPY, update(S.DELETED, 7, version=None), update(S.CHUNKING, 8)],
+            S.CHUNKING,
+            "v1",
+            None,
+        ),
+        # A deletion ends the record, whatever the version.
+        ([*HAPPY, update(S.DELETED, 7, version=None)], S.DELETED, "v1", None),
         # A new upload starts over; late updates of the old version are ignored.
         (
             [*HAPPY, update(S.RECEIVED, 10, "v2"), update(S.INDEXED, 11, "v1")],
