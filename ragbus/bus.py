@@ -139,8 +139,8 @@ class Bus:
         # A resend may repeat events the broker already had: every consumer is idempotent.
         await retry(send, transient=BROKER_TRANSIENT, what=f"publishing to {topic}")
 
-    async def report(self, about: Event, state: DocumentState, **fields: Any) -> None:
-        """Publish a status update about the document `about` refers to."""
+    async def report(self, about: Event, state: DocumentState, **fields: Any) -> StatusUpdate:
+        """Publish a status update about the document `about` refers to; return it."""
         update = StatusUpdate(
             document_id=about.document_id,
             tenant_id=about.tenant_id,
@@ -150,6 +150,7 @@ class Bus:
             **{"version": getattr(about, "version", None), **fields},
         )
         await self.publish(DOCUMENT_STATUS, [update])
+        return update
 
     async def decode(self, record: Record, model: type[E] | TypeAdapter[E]) -> E | None:
         """Validate a record as `model`; dead-letter it and return None when it is not one."""

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ragbus import client as api
+from ragbus import dlq
 from ragbus.eval import console as evaluation
 from ragbus.settings import CommonSettings
 
@@ -165,6 +166,7 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--limit", type=int, default=20)
     client_options(status)
     evaluation.add_parser(commands)
+    dlq.add_parser(commands)
     return parser
 
 
@@ -187,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_ingest(args, console))
     if args.command == "eval":
         return evaluation.run(args, console)
+    if args.command == "dlq":
+        return dlq.run(args, console)
     if args.command == "ask":
         from ragbus.ask import ask
 

@@ -5,6 +5,7 @@ from fastapi import FastAPI
 from contracts.events import DocumentUploaded
 from contracts.topics import DOCUMENT_UPLOADED
 from ragbus.blobs import BlobStore
+from ragbus.board import StatusBoard, follow
 from ragbus.bus import Bus, create_broker
 from ragbus.service import create_service_app
 
@@ -23,10 +24,13 @@ def create_app(
         "ingest",
         broker=broker,
         routers=[router],
-        description="Upload documents; each becomes a `document.uploaded` event.",
+        description="Upload documents (each becomes a `document.uploaded` event) and delete them.",
     )
     app.state.settings = settings
     app.state.broker = broker
     app.state.blobs = BlobStore(settings.blob_dir)
     app.state.bus = Bus(broker, "ingest", {DOCUMENT_UPLOADED: DocumentUploaded})
+    # What the documents are now: tells an unchanged re-upload, and what a tenant may delete.
+    app.state.board = StatusBoard()
+    follow(broker, app.state.board, "ingest")
     return app

@@ -1,4 +1,5 @@
-"""`POST /v1/documents`: multipart files or JSON text documents, answered 202 at once."""
+"""`POST /v1/documents`: multipart files or JSON text documents, answered 202 at once;
+`DELETE /v1/documents/{id}`: a tombstone through the pipeline."""
 
 import asyncio
 from typing import Annotated, Any
@@ -8,15 +9,22 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.datastructures import UploadFile
 
-from contracts.events import DocumentState, DocumentUploaded, Metadata, describe_validation_error
+from contracts.events import (
+    DocumentDeleted,
+    DocumentState,
+    DocumentUploaded,
+    Metadata,
+    describe_validation_error,
+)
 from contracts.ids import sha256_of
 from contracts.topics import DOCUMENT_UPLOADED
 from ragbus.auth import Tenant
 from ragbus.blobs import BlobStore
+from ragbus.board import StatusBoard
 from ragbus.bus import Bus
 
 from .settings import IngestSettings
-from .transform import RejectedUpload, check_upload, clean_filename, uploaded_event
+from .transform import RejectedUpload, check_upload, clean_filename, is_unchanged, uploaded_event
 
 router = APIRouter(prefix="/v1", tags=["documents"])
 
@@ -40,6 +48,16 @@ class Accepted(BaseModel):
     filename: str
     version: str
     status: DocumentState = DocumentState.RECEIVED
+    unchanged: bool = Field(
+        default=False,
+        description="this version is indexed or on its way already: nothing was re-processed",
+    )
+
+
+class DeletionAccepted(BaseModel):
+    document_id: str
+    filename: str | None
+    status: DocumentState = Field(description="the state now; DELETED once the points are gone")
 
 
 class AcceptedDocuments(BaseModel):
@@ -56,6 +74,11 @@ def get_bus(request: Request) -> Bus:
     return bus
 
 
+def get_board(request: Request) -> StatusBoard:
+    board: StatusBoard = request.app.state.board
+    return board
+
+
 def get_settings(request: Request) -> IngestSettings:
     settings: IngestSettings = request.app.state.settings
     return settings
@@ -64,6 +87,7 @@ def get_settings(request: Request) -> IngestSettings:
 Store = Annotated[BlobStore, Depends(get_store)]
 Publisher = Annotated[Bus, Depends(get_bus)]
 Settings = Annotated[IngestSettings, Depends(get_settings)]
+Board = Annotated[StatusBoard, Depends(get_board)]
 
 _BODIES: dict[str, Any] = {
     "requestBody": {
@@ -93,10 +117,16 @@ _BODIES: dict[str, Any] = {
     summary="Upload documents (multipart files, or JSON text documents)",
 )
 async def upload_documents(
-    request: Request, tenant: Tenant, store: Store, bus: Publisher, settings: Settings
+    request: Request,
+    tenant: Tenant,
+    store: Store,
+    bus: Publisher,
+    settings: Settings,
+    board: Board,
 ) -> AcceptedDocuments:
     """Store the bytes, publish `document.uploaded` for each document and answer at once;
-    progress is on the status service. A request with any unacceptable file is refused whole."""
+    progress is on the status service. A request with any unacceptable file is refused whole;
+    a document uploaded again unchanged is not processed again."""
     content_type = request.headers.get("content-type", "")
     try:
         if content_type.startswith("multipart/form-data"):
@@ -122,17 +152,52 @@ async def upload_documents(
                 metadata=metadata,
             )
         )
-    # Status first: a stage's report always precedes its output, so the updates of a document
-    # reach document.status in pipeline order.
+    accepted = []
+    fresh = []
     for event in events:
-        await bus.report(event, DocumentState.RECEIVED, filename=event.filename)
-    await bus.publish(DOCUMENT_UPLOADED, events)
-    return AcceptedDocuments(documents=[_accepted(event) for event in events])
+        record = board.get(tenant, event.document_id)
+        if record is not None and is_unchanged(record, event):
+            accepted.append(_accepted(event, record.state, unchanged=True))
+            continue
+        # Status first: a stage's report always precedes its output, so the updates of a
+        # document reach document.status in pipeline order. The board takes it at once, so a
+        # second upload right after this one is judged against it.
+        board.apply(await bus.report(event, DocumentState.RECEIVED, filename=event.filename))
+        fresh.append(event)
+        accepted.append(_accepted(event, DocumentState.RECEIVED))
+    if fresh:
+        await bus.publish(DOCUMENT_UPLOADED, fresh)
+    return AcceptedDocuments(documents=accepted)
 
 
-def _accepted(event: DocumentUploaded) -> Accepted:
+@router.delete(
+    "/documents/{document_id}",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=DeletionAccepted,
+    summary="Delete a document: every version's points leave the index, the status DELETED",
+    responses={404: {"description": "the caller's tenant has no such document"}},
+)
+async def delete_document(
+    document_id: str, tenant: Tenant, bus: Publisher, board: Board
+) -> DeletionAccepted:
+    """Publish a tombstone on `document.uploaded`: it follows the document's uploads through
+    every stage, so whatever was uploaded before it is removed too."""
+    record = board.get(tenant, document_id)
+    if record is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no document {document_id!r}")
+    await bus.publish(
+        DOCUMENT_UPLOADED, [DocumentDeleted(document_id=document_id, tenant_id=tenant)]
+    )
+    return DeletionAccepted(document_id=document_id, filename=record.filename, status=record.state)
+
+
+def _accepted(event: DocumentUploaded, state: DocumentState, unchanged: bool = False) -> Accepted:
     return Accepted(
-        document_id=event.document_id, filename=event.filename, version=event.version or ""
+        document_id=event.document_id,
+        filename=event.filename,
+        version=event.version or "",
+        status=state,
+        unchanged=unchanged,
     )
 
 

@@ -3,8 +3,11 @@
 import unicodedata
 from pathlib import PurePosixPath
 
-from contracts.events import DocumentUploaded, Metadata
-from contracts.ids import document_id, version_of
+import orjson
+
+from contracts.events import DocumentState, DocumentUploaded, Metadata
+from contracts.ids import document_id, sha256_of, version_of
+from ragbus.lifecycle import DocumentRecord
 
 from .settings import SUPPORTED_EXTENSIONS
 
@@ -56,7 +59,7 @@ def uploaded_event(
     metadata: Metadata | None = None,
 ) -> DocumentUploaded:
     """The event for one accepted file; its id follows from tenant and name, its version
-    from its content."""
+    from its content, title and metadata (any of them changed is a new version)."""
     return DocumentUploaded(
         document_id=document_id(tenant_id, filename),
         tenant_id=tenant_id,
@@ -65,7 +68,24 @@ def uploaded_event(
         content_type=content_type,
         sha256=sha256,
         size_bytes=size_bytes,
-        version=version_of(sha256),
+        version=version_of(
+            sha256
+            if not (title or metadata)
+            else sha256_of(
+                sha256.encode()
+                + orjson.dumps({"title": title, "metadata": metadata}, option=orjson.OPT_SORT_KEYS)
+            )
+        ),
         title=title,
         metadata=metadata or {},
+    )
+
+
+def is_unchanged(record: DocumentRecord | None, event: DocumentUploaded) -> bool:
+    """Whether `event` uploads the version the document has already, indexed or on its way:
+    running the pipeline again would change nothing, so the upload is a no-op."""
+    return (
+        record is not None
+        and record.version == event.version
+        and record.state not in (DocumentState.FAILED, DocumentState.DELETED)
     )

@@ -3,13 +3,12 @@
 from fastapi import FastAPI
 
 from contracts.topics import DOCUMENT_STATUS
+from ragbus.board import StatusBoard, follow
 from ragbus.bus import Bus, create_broker
 from ragbus.service import create_service_app
 
-from .board import StatusBoard
 from .routes import router
 from .settings import StatusSettings, get_settings
-from .subscriber import register
 
 __all__ = ["create_app", "get_settings"]
 
@@ -20,7 +19,7 @@ def create_app(
     settings = settings or get_settings()
     broker = create_broker(settings, "status")
     board = StatusBoard()
-    register(broker, Bus(broker, "status", consumes=[DOCUMENT_STATUS]), board)
+    follow(broker, board, "status", Bus(broker, "status", consumes=[DOCUMENT_STATUS]))
     app = create_service_app(
         "status",
         broker=broker,

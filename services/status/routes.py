@@ -9,10 +9,9 @@ from pydantic import BaseModel
 
 from contracts.events import DocumentState
 from ragbus.auth import Tenant
+from ragbus.board import StatusBoard
+from ragbus.lifecycle import DocumentRecord
 from ragbus.sse import event_stream, frame
-
-from .board import StatusBoard
-from .fold import DocumentRecord
 
 router = APIRouter(prefix="/v1/documents", tags=["status"])
 

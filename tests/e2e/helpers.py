@@ -14,6 +14,14 @@ from .conftest import Stack
 TERMINAL = {"INDEXED", "FAILED", "DELETED"}
 
 
+def long_text(topic: str, paragraphs: int) -> bytes:
+    """About one chunk per paragraph, every one of them naming `topic`."""
+    return "\n\n".join(
+        f"Section {n} about {topic}. " + f"The {topic} handbook explains step {n} in detail. " * 15
+        for n in range(paragraphs)
+    ).encode()
+
+
 def upload(stack: Stack, files: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
     response = httpx.post(
         f"{stack.urls['ingest']}/v1/documents",
@@ -68,10 +76,12 @@ def index_points(stack: Stack) -> int:
     return points
 
 
-def query(stack: Stack, question: str, top_k: int = 5) -> list[dict[str, Any]]:
+def query(
+    stack: Stack, question: str, top_k: int = 5, mode: str = "hybrid"
+) -> list[dict[str, Any]]:
     response = httpx.post(
         f"{stack.urls['query']}/v1/query",
-        json={"question": question, "top_k": top_k, "generate": False},
+        json={"question": question, "top_k": top_k, "generate": False, "mode": mode},
         timeout=60,
     )
     assert response.status_code == 200, response.text

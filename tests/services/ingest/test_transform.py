@@ -1,7 +1,17 @@
+from datetime import UTC, datetime
+
 import pytest
 
+from contracts.events import DocumentState
 from contracts.ids import document_id, sha256_of
-from services.ingest.transform import RejectedUpload, check_upload, clean_filename, uploaded_event
+from ragbus.lifecycle import DocumentRecord
+from services.ingest.transform import (
+    RejectedUpload,
+    check_upload,
+    clean_filename,
+    is_unchanged,
+    uploaded_event,
+)
 
 
 @pytest.mark.parametrize(
@@ -53,3 +63,49 @@ def test_event_id_follows_tenant_and_name_and_version_follows_content():
     )
     assert event.document_id == document_id("t", "a.md")
     assert event.version == digest[:16]
+
+
+def _event(data=b"hello", **fields):
+    return uploaded_event(
+        tenant_id="t",
+        filename="a.md",
+        blob_uri="file:///b",
+        sha256=sha256_of(data),
+        size_bytes=len(data),
+        content_type="text/markdown",
+        **fields,
+    )
+
+
+def test_new_metadata_or_title_is_a_new_version_and_the_same_ones_are_not():
+    plain = _event()
+    tagged = _event(metadata={"team": "x"})
+    assert tagged.version != plain.version
+    assert _event(metadata={"team": "x"}).version == tagged.version
+    assert _event(metadata={"team": "y"}).version != tagged.version
+    assert _event(title="A").version not in (plain.version, tagged.version)
+
+
+def _record(state, version):
+    return DocumentRecord(
+        document_id="d", tenant_id="t", state=state, version=version, updated_at=datetime.now(UTC)
+    )
+
+
+@pytest.mark.parametrize(
+    ("state", "same_version", "unchanged"),
+    [
+        (DocumentState.INDEXED, True, True),
+        (DocumentState.EMBEDDING, True, True),  # on its way already
+        (DocumentState.INDEXED, False, False),
+        (DocumentState.FAILED, True, False),  # a retry after a fix
+        (DocumentState.DELETED, True, False),
+    ],
+)
+def test_an_upload_is_unchanged_only_for_the_version_indexed_or_on_its_way(
+    state, same_version, unchanged
+):
+    event = _event()
+    record = _record(state, event.version if same_version else "other")
+    assert is_unchanged(record, event) is unchanged
+    assert is_unchanged(None, event) is False

@@ -1,7 +1,7 @@
 import asyncio
 
 from contracts.events import DocumentState, StatusUpdate
-from services.status.board import StatusBoard
+from ragbus.board import StatusBoard
 
 
 def update(document_id, tenant, state=DocumentState.RECEIVED):

@@ -4,7 +4,7 @@ import pytest
 
 from contracts.events import DocumentState as S
 from contracts.events import StatusUpdate
-from services.status.fold import fold
+from ragbus.lifecycle import fold
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 STAGE = {
@@ -111,3 +111,10 @@ def test_a_repeated_update_changes_nothing():
 def test_reupload_of_the_same_version_runs_again():
     record = replay(*HAPPY, update(S.RECEIVED, 20))
     assert record.state is S.RECEIVED and record.chunks is None
+
+
+def test_another_tenants_update_never_touches_a_record():
+    record = replay(*HAPPY)
+    intruder = update(S.DELETED, 9, version=None).model_copy(update={"tenant_id": "other"})
+    assert fold(record, intruder) is None
+    assert fold(record, HAPPY[0].model_copy(update={"tenant_id": "other"})) is None

@@ -1,12 +1,24 @@
-"""The in-memory view of every document's state, with change notifications for SSE clients."""
+"""The in-memory view of every document's state, folded from `document.status`, with change
+notifications for SSE clients. The status service serves it; the ingest service consults it.
+
+`follow` replays the compacted topic from the start at every start, in no consumer group and
+committing nothing: the topic is the state, and folding it again rebuilds the board.
+"""
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
-from contracts.events import DocumentState, StatusUpdate
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import ValidationError
 
-from .fold import DocumentRecord, fold
+from contracts.events import DocumentState, Stage, StatusUpdate
+from contracts.topics import DOCUMENT_STATUS
+from ragbus import metrics
+from ragbus.bus import Bus, Record
+from ragbus.lifecycle import DocumentRecord, fold
 
 QUEUE_LIMIT = 10_000
 
@@ -72,3 +84,31 @@ class StatusBoard:
             while (change := await queue.get()) is not None:
                 if change.tenant_id == tenant_id and document_id in (None, change.document_id):
                     yield change
+
+
+def follow(broker: KafkaBroker, board: StatusBoard, stage: Stage, bus: Bus | None = None) -> None:
+    """Fold every record of `document.status` into `board`. A bad record is dead-lettered
+    through `bus` (by the status service, which owns the topic's DLQ), else skipped."""
+
+    @broker.subscriber(
+        DOCUMENT_STATUS,
+        group_id=None,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.MANUAL,  # no group, nothing to commit
+        title=f"{stage}:status",
+        description="Fold every stage's status updates into per-document state.",
+    )
+    async def on_status_update(message: KafkaMessage) -> None:
+        record: Record = message.raw_message
+        if bus is not None:
+            update = await bus.decode(record, StatusUpdate)
+        else:
+            try:
+                update = StatusUpdate.model_validate_json(record.value or b"")
+            except ValidationError:
+                update = None
+        if update is None:
+            metrics.MESSAGES.labels(stage, DOCUMENT_STATUS, "invalid").inc()
+            return
+        metrics.MESSAGES.labels(stage, DOCUMENT_STATUS, "ok").inc()
+        board.apply(update)

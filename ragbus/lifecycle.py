@@ -1,4 +1,6 @@
-"""Fold status updates into one record per document: pure, and safe to replay.
+"""A document's lifecycle: status updates folded into one record per document, pure and safe
+to replay. The status service serves these records; the ingest service consults them to tell an
+unchanged re-upload and to find the documents a tenant may delete.
 
 Updates of one document arrive in causal order (one partition). Within a version the state only
 moves forward, so a stage's redelivered update never moves a document back; an ingest RECEIVED
@@ -53,7 +55,10 @@ def _starts_over(record: DocumentRecord, update: StatusUpdate) -> bool:
 
 
 def _is_stale(record: DocumentRecord, update: StatusUpdate) -> bool:
-    """An update about an older version, or one that would move the state backwards."""
+    """An update about an older version, one that would move the state backwards, or one that
+    names another tenant (a document is its tenant's alone)."""
+    if update.tenant_id != record.tenant_id:
+        return True
     if None not in (update.version, record.version) and update.version != record.version:
         return True
     if record.state in (DocumentState.FAILED, DocumentState.DELETED):
@@ -65,7 +70,7 @@ def _is_stale(record: DocumentRecord, update: StatusUpdate) -> bool:
 
 def fold(record: DocumentRecord | None, update: StatusUpdate) -> DocumentRecord | None:
     """The record after `update`, or None when the update changes nothing."""
-    if record is None or _starts_over(record, update):
+    if record is None or (update.tenant_id == record.tenant_id and _starts_over(record, update)):
         record = DocumentRecord(
             document_id=update.document_id,
             tenant_id=update.tenant_id,

@@ -1,0 +1,117 @@
+"""The poison-message guard: transient failures wait for redelivery, a poison record is
+dead-lettered after its attempts, and a failed batch is retried record by record."""
+
+import base64
+
+import pytest
+from aiokafka.errors import KafkaConnectionError
+from aiokafka.structs import ConsumerRecord
+from faststream.kafka import KafkaBroker
+
+from ragbus import bus as bus_module
+from ragbus.bus import Bus, _payload
+
+
+class Unavailable(RuntimeError):
+    """A backend that is down for a while."""
+
+
+class RecordingBus(Bus):
+    def __init__(self) -> None:
+        super().__init__(KafkaBroker("127.0.0.1:1"), "embedder", transient=(Unavailable,))
+        self.letters: list[tuple[int, str, int]] = []
+
+    async def dead_letter(self, record, reason, error_type, attempts=1, version=None):  # type: ignore[no-untyped-def]
+        self.letters.append((record.offset, reason, attempts))
+
+
+def record(offset: int) -> ConsumerRecord:
+    return ConsumerRecord("chunks.ready", 0, offset, 0, 0, b"doc", b"{}", None, 3, 2, ())
+
+
+@pytest.fixture(autouse=True)
+def no_pauses(monkeypatch):
+    monkeypatch.setattr(bus_module.random, "uniform", lambda low, high: 0.0)
+
+
+async def test_a_transient_failure_is_redelivered_for_as_long_as_it_lasts():
+    bus = RecordingBus()
+
+    async def down(records):
+        raise Unavailable("TEI is restarting")
+
+    for _ in range(10):
+        with pytest.raises(Unavailable):
+            await bus.process([record(1)], down)
+    with pytest.raises(KafkaConnectionError):
+
+        async def broker_gone(records):
+            raise KafkaConnectionError("no broker")
+
+        await bus.process([record(1)], broker_gone)
+    assert bus.letters == []
+
+
+async def test_a_poison_record_is_dead_lettered_after_its_attempts():
+    bus = RecordingBus()
+
+    async def crash(records):
+        raise KeyError("vector")
+
+    for _ in range(bus.max_attempts - 1):
+        with pytest.raises(KeyError):
+            await bus.process([record(7)], crash)
+    await bus.process([record(7)], crash)  # the last attempt: dead-lettered, not raised
+    assert bus.letters == [(7, "KeyError: 'vector'", 3)]
+    assert not bus.failed_before([record(7)])
+
+
+async def test_a_failed_batch_is_retried_one_record_at_a_time_so_only_the_poison_is_dropped():
+    bus = RecordingBus()
+    handled: list[list[int]] = []
+
+    async def poison_at_5(records):
+        handled.append([r.offset for r in records])
+        if any(r.offset == 5 for r in records):
+            raise ValueError("bad chunk")
+
+    batch = [record(4), record(5), record(6)]
+    redeliveries = 0
+    while True:
+        try:
+            await bus.process(batch, poison_at_5)
+            break
+        except ValueError:
+            redeliveries += 1
+            assert redeliveries < 10
+    assert handled[0] == [4, 5, 6]  # the batch as a whole, once
+    assert [4] in handled[1:] and [6] in handled[1:]  # then record by record
+    assert bus.letters == [(5, "ValueError: bad chunk", 3)]
+
+
+async def test_success_forgets_earlier_failures():
+    bus = RecordingBus()
+    calls = 0
+
+    async def flaky(records):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ValueError("once")
+
+    with pytest.raises(ValueError):
+        await bus.process([record(9)], flaky)
+    await bus.process([record(9)], flaky)
+    assert not bus.failed_before([record(9)]) and bus.letters == []
+
+
+@pytest.mark.parametrize(
+    ("value", "encoding"), [(b'{"a": "\xc3\xa9"}', "utf-8"), (b"\xff\xfe\x00", "base64")]
+)
+def test_a_dead_letter_keeps_the_payload_byte_for_byte(value, encoding):
+    kept = _payload(value)
+    assert kept["payload_encoding"] == encoding
+    restored = (
+        kept["payload"].encode() if encoding == "utf-8" else base64.b64decode(kept["payload"])
+    )
+    assert restored == value
