@@ -60,6 +60,9 @@ async def _ingest(args: argparse.Namespace, console: Console) -> int:
             try:
                 async for accepted in api.upload(http, ingest_url, files, args.batch):
                     for document in accepted:
+                        if document.get("unchanged"):
+                            finished(progress_state.unchanged(document))
+                            continue
                         early = progress_state.expect(document["document_id"], document["filename"])
                         if early is not None:
                             finished(early)
@@ -82,12 +85,15 @@ async def _ingest(args: argparse.Namespace, console: Console) -> int:
 
 def _summary(console: Console, progress: api.Progress, seconds: float) -> int:
     records = list(progress.final.values())
+    unchanged = [r for r in records if r.get("unchanged")]
+    records = [r for r in records if not r.get("unchanged")]
     indexed = [r for r in records if r["state"] == "INDEXED"]
     failed = [r for r in records if r["state"] == "FAILED"]
     chunks = sum(r.get("chunks") or 0 for r in indexed)
     console.print(
         f"{len(indexed)} indexed ({chunks} chunks), {len(failed)} failed, in {seconds:.1f} s"
         + (f" — {chunks / seconds:.1f} chunks/s" if seconds > 0 else "")
+        + (f"; {len(unchanged)} unchanged (already indexed or on their way)" if unchanged else "")
     )
     for record in failed:
         console.print(f"  [red]FAILED[/] {record.get('filename')}: {record.get('reason')}")

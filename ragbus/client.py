@@ -136,6 +136,15 @@ class Progress:
             self.final[document_id] = record
         return record
 
+    def unchanged(self, accepted: dict[str, Any]) -> dict[str, Any]:
+        """Add a document the upload found unchanged: it is final as it stands, and no state
+        change will follow."""
+        document_id = accepted["document_id"]
+        self.expected[document_id] = accepted["filename"]
+        record = {**accepted, "state": accepted["status"]}
+        self.final[document_id] = record
+        return record
+
     def observe(self, record: dict[str, Any]) -> bool:
         """Take one state record; True when it finished one of the expected documents."""
         document_id = record["document_id"]

@@ -23,6 +23,15 @@ class CommonSettings(BaseSettings):
     api_keys: str = Field(
         default="", description='"key:tenant,key2:tenant2"; empty = single tenant'
     )
+    rate_limit_per_s: float = Field(
+        default=100.0,
+        ge=0,
+        description="requests per second per API key, per process (0 = no limit); "
+        "not applied without API keys",
+    )
+    rate_limit_burst: int = Field(
+        default=200, ge=1, description="requests a key may make at once before the rate applies"
+    )
     log_level: str = "INFO"
     partitions: int = Field(default=12, ge=1)
     qdrant_url: str | None = Field(

@@ -1,10 +1,11 @@
-"""`GET /v1/index`: what the serving alias points at."""
+"""`GET /v1/index`: what the serving alias points at, and how much of it is the caller's."""
 
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
+from ragbus.auth import Tenant
 from ragbus.store import StoreRunner
 
 router = APIRouter(prefix="/v1", tags=["index"])
@@ -24,7 +25,10 @@ def get_runner(request: Request) -> StoreRunner:
 
 
 @router.get("/index", response_model=IndexView)
-async def index_info(runner: Annotated[StoreRunner, Depends(get_runner)]) -> IndexView:
-    """The serving alias, its collection generation and how many points and documents it holds."""
-    info = await runner.run(runner.store.info)
+async def index_info(
+    tenant: Tenant, runner: Annotated[StoreRunner, Depends(get_runner)]
+) -> IndexView:
+    """The serving alias, its collection generation, and how many of the points and documents
+    it holds are the tenant's (other tenants' counts are theirs alone)."""
+    info = await runner.run(lambda: runner.store.info(tenant))
     return IndexView(**info.__dict__)

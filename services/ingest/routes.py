@@ -129,6 +129,7 @@ async def upload_documents(
     a document uploaded again unchanged is not processed again."""
     content_type = request.headers.get("content-type", "")
     try:
+        _check_declared_length(request, settings)
         if content_type.startswith("multipart/form-data"):
             uploads = await _read_multipart(request, settings)
         elif content_type.startswith("application/json"):
@@ -189,6 +190,17 @@ async def delete_document(
         DOCUMENT_UPLOADED, [DocumentDeleted(document_id=document_id, tenant_id=tenant)]
     )
     return DeletionAccepted(document_id=document_id, filename=record.filename, status=record.state)
+
+
+def _check_declared_length(request: Request, settings: IngestSettings) -> None:
+    """Refuse a body declared too large before reading a byte of it."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > settings.max_request_bytes:
+        raise RejectedUpload(
+            413,
+            f"request of {declared} bytes is over the {settings.max_request_bytes}-byte limit "
+            "(RAGBUS_MAX_REQUEST_BYTES); send fewer files per request",
+        )
 
 
 def _accepted(event: DocumentUploaded, state: DocumentState, unchanged: bool = False) -> Accepted:

@@ -11,7 +11,10 @@ SUPPORTED_EXTENSIONS = frozenset({".txt", ".md", ".markdown", ".html", ".htm", "
 
 class IngestSettings(CommonSettings):
     port: int = Field(default=8081, validation_alias=AliasChoices("RAGBUS_INGEST_PORT"))
-    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1, description="per file")
+    max_request_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1, description="per request, refused before it is read"
+    )
     max_files_per_request: int = Field(default=1000, ge=1)
     max_text_documents: int = Field(default=1000, ge=1)
 

@@ -23,15 +23,29 @@ class RejectedUpload(ValueError):
 def clean_filename(raw: str | None) -> str:
     """A file's name as its source identity: a relative POSIX path, never used to open a file."""
     name = unicodedata.normalize("NFC", (raw or "").replace("\\", "/")).strip()
-    if not name or any(unicodedata.category(ch) == "Cc" for ch in name):
+    if not name or any(_unsafe(ch) for ch in name):
         raise RejectedUpload(400, f"invalid file name {raw!r}")
-    parts = [part for part in PurePosixPath(name).parts if part not in ("/", ".", "..")]
+    # An anchor ("/", or POSIX's "//") and the steps "." and ".." are dropped: no way up or out.
+    parts = [
+        part
+        for part in PurePosixPath(name).parts
+        if not part.startswith("/") and part not in (".", "..")
+    ]
     if not parts:
         raise RejectedUpload(400, f"invalid file name {raw!r}")
     cleaned = "/".join(parts)
     if len(cleaned) > 256:
         raise RejectedUpload(400, f"file name longer than 256 characters: {cleaned[:40]}…")
     return cleaned
+
+
+def _unsafe(character: str) -> bool:
+    """Control characters, line and paragraph separators, and bidirectional controls (which
+    make "txt.exe.md" display as "dm.exe.txt") have no place in a name."""
+    return unicodedata.category(character) in ("Cc", "Zl", "Zp") or (
+        unicodedata.bidirectional(character)
+        in ("LRE", "RLE", "LRO", "RLO", "PDF", "LRI", "RLI", "FSI", "PDI")
+    )
 
 
 def check_upload(filename: str, size: int, max_bytes: int) -> None:

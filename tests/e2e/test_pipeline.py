@@ -220,26 +220,19 @@ def test_the_ingest_command_uploads_a_folder_and_follows_it_to_the_end(stack, tm
     for n in range(6):
         (folder / f"page{n}.md").write_text(f"# Page {n}\n\nPenguins page {n}: they cannot fly.")
     (folder / "image.png").write_bytes(b"\x89PNG")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ragbus",
-            "ingest",
-            str(folder),
-            "--ingest-url",
-            stack.urls["ingest"],
-            "--status-url",
-            stack.urls["status"],
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=stack.env,
-    )
+    command = [
+        *(sys.executable, "-m", "ragbus", "ingest", str(folder)),
+        *("--ingest-url", stack.urls["ingest"], "--status-url", stack.urls["status"]),
+    ]
+    env = {**stack.env, "COLUMNS": "400"}  # rich would wrap a long path over two lines
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "6 indexed (6 chunks), 0 failed" in result.stdout
     assert "skipped" in result.stdout and "image.png" in result.stdout
+    # The same folder again: nothing to process, and the command says so and ends.
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "0 indexed (0 chunks), 0 failed" in again.stdout and "6 unchanged" in again.stdout
 
 
 async def test_a_producer_that_sends_no_version_still_gets_new_versions_indexed(stack, tmp_path):

@@ -39,6 +39,14 @@ def test_other_documents_are_ignored():
     assert not progress.done
 
 
+def test_an_unchanged_document_is_final_at_once():
+    progress = Progress()
+    accepted = {"document_id": "u", "filename": "u.md", "status": "INDEXED", "unchanged": True}
+    assert progress.unchanged(accepted)["state"] == "INDEXED"
+    progress.uploading = False
+    assert progress.done
+
+
 def test_folders_are_walked_and_unsupported_files_skipped(tmp_path: Path):
     (tmp_path / "docs" / "sub").mkdir(parents=True)
     for name in ("docs/a.md", "docs/sub/b.pdf", "docs/c.exe"):

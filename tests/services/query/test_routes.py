@@ -8,7 +8,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
-import httpx
 import openai
 import orjson
 import pytest
@@ -17,13 +16,11 @@ from contracts.events import IndexPromoted, utcnow
 from contracts.topics import INDEX_PROMOTED
 from deploy.kafka.launcher import free_ports
 from ragbus.bus import create_broker, encode
-from ragbus.embedding import create_backend
 from ragbus.llm import Message, OpenAiChat
 from ragbus.rerank import RerankError
+from ragbus.settings import CommonSettings
 from ragbus.sparse import encode_document
-from ragbus.store import Point, QdrantStore, StoreRunner
-from services.query.main import create_app
-from services.query.settings import QuerySettings
+from ragbus.store import Point, QdrantStore
 from services.query.transform import NO_PASSAGES
 
 KEYS = {"key-acme": "acme", "key-beta": "beta", "key-empty": "gamma"}
@@ -61,13 +58,6 @@ class ScriptedChat:
 
 
 @pytest.fixture(scope="module")
-def embedder():
-    backend = create_backend(None, threads=1, batch_size=4)
-    yield backend
-    backend.close()
-
-
-@pytest.fixture(scope="module")
 def data_dir(tmp_path_factory, embedder):
     """Embedded storage holding both tenants' passages, indexed as the indexer would."""
     path = tmp_path_factory.mktemp("query")
@@ -99,57 +89,9 @@ def data_dir(tmp_path_factory, embedder):
     return path
 
 
-def settings_for(kafka_broker: str, data_dir, **overrides) -> QuerySettings:
-    return QuerySettings(
-        kafka_bootstrap=kafka_broker,
-        data_dir=data_dir,
-        api_keys=",".join(f"{key}:{tenant}" for key, tenant in KEYS.items()),
-        **overrides,
-    )
-
-
-async def running(app):
-    """Enter the app's lifespan (broker, replay) and hand back an HTTP client on it."""
-    lifespan = app.router.lifespan_context(app)
-    await lifespan.__aenter__()
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://query")
-    return lifespan, client
-
-
-@pytest.fixture
-async def service(kafka_broker, data_dir, embedder):
-    """`start(llm=..., **settings)` → an HTTP client on a started query service."""
-    started = []
-    # Embedded storage admits one opener: every app of a test (replicas too) shares it.
-    runner = StoreRunner(QdrantStore.connect(None, data_dir / "qdrant", "ragbus"))
-
-    async def start(llm=None, reranker=None, **overrides):
-        settings = settings_for(kafka_broker, data_dir, **overrides)
-        app = create_app(
-            {"store": runner}, settings, embedder=_Borrowed(embedder), llm=llm, reranker=reranker
-        )
-        lifespan, client = await running(app)
-        started.append((lifespan, client))
-        return client
-
-    yield start
-    for lifespan, client in started:
-        await client.aclose()
-        await lifespan.__aexit__(None, None, None)
-    await runner.close()
-
-
-class _Borrowed:
-    """The module's embedder, lent to one app: the app's shutdown must not close it."""
-
-    def __init__(self, backend) -> None:
-        self._backend = backend
-
-    def __getattr__(self, name):
-        return getattr(self._backend, name)
-
-    def close(self) -> None:
-        return None
+@pytest.fixture(scope="module")
+def api_keys():
+    return KEYS
 
 
 def auth(key: str) -> dict[str, str]:
@@ -294,7 +236,7 @@ async def test_the_answer_is_cached_until_the_index_changes(service, kafka_broke
     assert other.json()["cached"] is False, "another tenant must not get acme's cached answer"
     llm.answers.append(["beta"])
 
-    broker = create_broker(settings_for(kafka_broker, "var"), "test")
+    broker = create_broker(CommonSettings(kafka_bootstrap=kafka_broker), "test")
     async with broker:
         await broker.start()
         promoted = IndexPromoted(
