@@ -110,7 +110,7 @@ class DocumentRef(Event):
     source: str = Field(description="where the document came from: its file name")
     title: str | None = None
     metadata: Metadata = Field(default_factory=dict)
-    total_chunks: int = Field(ge=0, description="chunks of this document version in all batches")
+    total_chunks: int = Field(ge=1, description="chunks of this document version in all batches")
     batch: int = Field(ge=0, description="index of this batch among the document's batches")
     uploaded_at: datetime = Field(description="when the upload entered the bus, for latency")
 
@@ -118,7 +118,7 @@ class DocumentRef(Event):
 class ChunksReady(DocumentRef):
     """One batch of a document version's chunks (a document may span several batches)."""
 
-    chunks: list[Chunk]
+    chunks: list[Chunk] = Field(min_length=1)
 
 
 class EmbeddedChunk(Chunk):
@@ -130,7 +130,7 @@ class VectorsReady(DocumentRef):
 
     model: str
     dimensions: int = Field(gt=0)
-    chunks: list[EmbeddedChunk]
+    chunks: list[EmbeddedChunk] = Field(min_length=1)
 
 
 class IndexPromoted(Event):
@@ -190,6 +190,12 @@ class DeadLetter(BaseModel):
     payload_encoding: Literal["utf-8", "base64"] = Field(
         default="utf-8", description="UTF-8 text when the value was valid UTF-8, else base64"
     )
+    payload_truncated: bool = Field(
+        default=False,
+        description="the value was too large for a letter: `payload` holds its beginning only",
+    )
+    payload_bytes: int | None = Field(default=None, ge=0, description="the value's full size")
+    payload_sha256: Sha256 | None = None
     error: str
     error_type: str
     stage: Stage

@@ -11,8 +11,12 @@ def pack(vector: NDArray[np.floating]) -> str:
 
 
 def unpack(packed: str, dimensions: int) -> NDArray[np.float32]:
-    """Decode a packed vector, refusing one whose length does not match `dimensions`."""
+    """Decode a packed vector, refusing one whose length does not match `dimensions` or that
+    holds NaN or infinity (which would make every search that meets it score NaN)."""
     raw = base64.b64decode(packed, validate=True)
     if len(raw) != dimensions * 4:
         raise ValueError(f"packed vector has {len(raw) // 4} floats, expected {dimensions}")
-    return np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    vector = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    if not np.isfinite(vector).all():
+        raise ValueError("packed vector holds NaN or infinite values")
+    return vector

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import logging
 import random
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeAlias, TypeVar
@@ -38,6 +39,7 @@ from contracts.events import (
     StatusUpdate,
     describe_validation_error,
 )
+from contracts.ids import sha256_of
 from contracts.topics import DOCUMENT_STATUS, MAX_MESSAGE_BYTES, dlq
 from ragbus import metrics
 from ragbus.retry import retry
@@ -62,6 +64,13 @@ BROKER_TRANSIENT: tuple[type[BaseException], ...] = (
 )
 # How long a stage waits before a message that met a transient failure is redelivered.
 TRANSIENT_PAUSE_S = 5.0
+# A letter stays well inside the message size limit: a value too large for one keeps its
+# beginning (with its size and sha256); keys and reasons are bounded like identifiers.
+MAX_LETTER_BYTES = MAX_MESSAGE_BYTES - 64 * 1024
+KEPT_PAYLOAD_BYTES = 64 * 1024
+MAX_KEY_CHARS = 256
+MAX_REASON_CHARS = 4096
+LETTERS = uuid.UUID("0b5d2f64-3c1e-4f0a-9a57-6f1d8c2e4b90")
 
 
 def create_broker(settings: CommonSettings, client_id: str) -> KafkaBroker:
@@ -177,18 +186,32 @@ class Bus:
     ) -> None:
         """Keep a record the stage cannot process in its DLQ and mark its document FAILED."""
         ids = _identity(record)
+        value = record.value or b""
         letter = DeadLetter(
+            # The same record dead-lettered again (a replaying consumer) is the same letter.
+            event_id=str(
+                uuid.uuid5(LETTERS, f"{self.stage}/{'/'.join(map(str, _position(record)))}")
+            ),
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
-            key=record.key.decode(errors="replace") if record.key else None,
-            **_payload(record.value or b""),
-            error=reason,
+            key=record.key.decode(errors="replace")[:MAX_KEY_CHARS] if record.key else None,
+            **_payload(value),
+            error=reason[:MAX_REASON_CHARS],
             error_type=error_type,
             stage=self.stage,
             attempts=attempts,
             **ids,
         )
+        if len(encode(letter)) > MAX_LETTER_BYTES:
+            letter = letter.model_copy(
+                update={
+                    **_payload(value[:KEPT_PAYLOAD_BYTES]),
+                    "payload_truncated": True,
+                    "payload_bytes": len(value),
+                    "payload_sha256": sha256_of(value),
+                }
+            )
         await self.publish(dlq(record.topic), [letter])
         metrics.DEAD_LETTERS.labels(self.stage, record.topic).inc()
         metrics.MESSAGES.labels(self.stage, record.topic, "dead_letter").inc()
@@ -204,7 +227,7 @@ class Bus:
                 stage=self.stage,
                 state=DocumentState.FAILED,
                 version=version or _field(record, "version"),
-                reason=f"{self.stage}: {reason}",
+                reason=f"{self.stage}: {reason}"[:MAX_REASON_CHARS],
             )
             await self.publish(DOCUMENT_STATUS, [update])
 
@@ -259,13 +282,33 @@ class Bus:
                 await asyncio.sleep(random.uniform(0, 0.5 * 2**attempts))
                 raise
             (record,) = records
-            del self._failures[_position(record)]
-            await self.dead_letter(
-                record, f"{type(exc).__name__}: {exc}", type(exc).__name__, attempts
-            )
+            await self._give_up(record, exc, attempts)
         else:
             for record in records:
                 self._failures.pop(_position(record), None)
+
+    async def _give_up(self, record: Record, exc: Exception, attempts: int) -> None:
+        """Dead-letter a record that failed its attempts. Should even that fail for a reason
+        that is not transient, the record is logged in full at ERROR and skipped: a poison
+        message must never loop."""
+        try:
+            await self.dead_letter(
+                record, f"{type(exc).__name__}: {exc}", type(exc).__name__, attempts
+            )
+        except self.transient:
+            raise  # the count stays: the next delivery dead-letters at once
+        except Exception:
+            metrics.MESSAGES.labels(self.stage, record.topic, "undeliverable").inc()
+            log.exception(
+                "could not dead-letter %s/%d/%d after %d attempts; skipped: %r",
+                record.topic,
+                record.partition,
+                record.offset,
+                attempts,
+                record.value,
+                extra={"stage": self.stage, "error": str(exc)},
+            )
+        del self._failures[_position(record)]
 
 
 def _position(record: Record) -> tuple[str, int, int]:
@@ -298,7 +341,8 @@ def _field(record: Record, name: str) -> str | None:
 def _identity(record: Record) -> dict[str, str | None]:
     """The document and tenant a record is about, as far as they can be read from it."""
     key = record.key.decode(errors="replace") if record.key else None
+    usable_key = key if key and len(key) <= MAX_KEY_CHARS else None
     return {
-        "document_id": _field(record, "document_id") or key,
+        "document_id": _field(record, "document_id") or usable_key,
         "tenant_id": _field(record, "tenant_id"),
     }

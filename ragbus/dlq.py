@@ -117,6 +117,11 @@ class ReplayResult:
 
 def original_value(letter: DeadLetter) -> bytes:
     """The bytes the stage could not process, as the letter keeps them."""
+    if letter.payload_truncated:
+        raise ValueError(
+            f"the original value ({letter.payload_bytes} bytes, sha256 {letter.payload_sha256}) "
+            "was too large to keep whole: publish the document again"
+        )
     if letter.payload_encoding == "base64":
         return base64.b64decode(letter.payload, validate=True)
     return letter.payload.encode()
@@ -133,7 +138,16 @@ async def list_letters(bootstrap: str, selection: Selection = Selection()) -> li
         for entry in partition.entries
         if (selection.matches(entry.letter) if entry.letter else not selection.narrowed)
     ]
-    return sorted(entries, key=lambda entry: (entry.when, entry.position))
+    # A consumer that replays its topic (the status service, at every start) dead-letters the
+    # same record again under the same event id: list it once.
+    seen: set[str] = set()
+    unique = []
+    for entry in sorted(entries, key=lambda entry: (entry.when, entry.position)):
+        if entry.letter is None or entry.letter.event_id not in seen:
+            unique.append(entry)
+        if entry.letter is not None:
+            seen.add(entry.letter.event_id)
+    return unique
 
 
 async def replay(

@@ -58,6 +58,11 @@ class CommonSettings(BaseSettings):
         default=(),
         description="directories besides the blob store that producers' file:// URIs may name",
     )
+    vector_dimensions: int = Field(
+        default=384,
+        ge=1,
+        description="the embedding model's dimensions (all-MiniLM-L6-v2: 384); set it with TEI_URL",
+    )
     embed_threads: int | None = Field(default=None, ge=1)
     embed_batch_size: int = Field(default=8, ge=1, description="texts per model call")
     max_tokens: int = Field(default=256, ge=16, le=512)

@@ -102,6 +102,15 @@ def register(broker: KafkaBroker, bus: Bus, settings: IndexerSettings, runner: S
                 pending = []
                 await delete(event)
                 continue
+            if event.dimensions != settings.vector_dimensions:
+                # Checked before anything is created: one foreign event must not decide the
+                # dimensions of a new collection.
+                reason = (
+                    f"vectors are {event.dimensions}-dimensional, this index takes "
+                    f"{settings.vector_dimensions} (RAGBUS_VECTOR_DIMENSIONS)"
+                )
+                await bus.dead_letter(record, reason, "WrongDimensions", version=event.version)
+                continue
             try:
                 await call(partial(store.ensure_collection, event.dimensions), "collection")
                 pending.append((event, to_points(event)))

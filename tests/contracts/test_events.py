@@ -66,6 +66,14 @@ def test_vectors_pack_to_float32_and_back():
         vectors.unpack(packed, 383)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_vector_with_nan_or_infinity_is_refused(bad):
+    vector = np.zeros(4, dtype=np.float32)
+    vector[2] = bad
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        vectors.unpack(vectors.pack(vector), 4)
+
+
 def test_ids_are_deterministic_and_distinct():
     assert ids.chunk_id("d", "v1", 0) == ids.chunk_id("d", "v1", 0)
     assert (

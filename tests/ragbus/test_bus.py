@@ -2,12 +2,14 @@
 dead-lettered after its attempts, and a failed batch is retried record by record."""
 
 import base64
+import hashlib
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import ConsumerRecord
 from faststream.kafka import KafkaBroker
 
+from contracts.topics import MAX_MESSAGE_BYTES
 from ragbus import bus as bus_module
 from ragbus.bus import Bus, _payload
 
@@ -115,3 +117,63 @@ def test_a_dead_letter_keeps_the_payload_byte_for_byte(value, encoding):
         kept["payload"].encode() if encoding == "utf-8" else base64.b64decode(kept["payload"])
     )
     assert restored == value
+
+
+class CapturingBus(Bus):
+    """A bus whose publishing is recorded instead of sent."""
+
+    def __init__(self) -> None:
+        super().__init__(KafkaBroker("127.0.0.1:1"), "chunker")
+        self.sent: list[tuple[str, list]] = []
+
+    async def publish(self, topic, events):  # type: ignore[no-untyped-def]
+        self.sent.append((topic, list(events)))
+
+
+def raw(key: bytes, value: bytes) -> ConsumerRecord:
+    return ConsumerRecord("document.uploaded", 2, 40, 0, 0, key, value, None, 3, 2, ())
+
+
+async def test_a_key_too_long_to_be_a_document_id_is_kept_but_names_no_document():
+    bus = CapturingBus()
+    await bus.dead_letter(
+        raw(b"k" * 300, b'{"tenant_id": "t"}'), "invalid event", "ValidationError"
+    )
+    ((topic, (letter,)),) = bus.sent  # a letter, and no status update about a bogus document
+    assert topic == "document.uploaded.dlq"
+    assert len(letter.key) == 256 and letter.document_id is None
+
+
+async def test_a_value_too_large_for_a_letter_keeps_its_beginning_size_and_digest():
+    bus = CapturingBus()
+    value = b"\xff" * (7 * 1024 * 1024)  # base64 would make it 9.3 MB
+    await bus.dead_letter(raw(b"doc", value), "too big", "ValueError")
+    (letter,) = bus.sent[0][1]
+    assert letter.payload_truncated and letter.payload_bytes == len(value)
+    assert letter.payload_sha256 == hashlib.sha256(value).hexdigest()
+    assert len(letter.model_dump_json()) < MAX_MESSAGE_BYTES
+
+
+async def test_the_same_record_dead_lettered_twice_is_the_same_letter():
+    bus = CapturingBus()
+    for _ in range(2):
+        await bus.dead_letter(raw(b"doc", b"{}"), "invalid event", "ValidationError")
+    assert bus.sent[0][1][0].event_id == bus.sent[-1][1][0].event_id
+
+
+async def test_a_record_that_cannot_even_be_dead_lettered_is_skipped_not_looped():
+    bus = RecordingBus()
+
+    async def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise ValueError("the letter itself is refused")
+
+    bus.dead_letter = refuse  # type: ignore[method-assign]
+
+    async def crash(records):
+        raise KeyError("x")
+
+    for _ in range(bus.max_attempts - 1):
+        with pytest.raises(KeyError):
+            await bus.process([record(3)], crash)
+    await bus.process([record(3)], crash)  # logged at ERROR and skipped
+    assert not bus.failed_before([record(3)])

@@ -5,7 +5,13 @@ import orjson
 import pytest
 from faststream.kafka import TestKafkaBroker
 
-from contracts.events import ChunksReady, DeadLetter, DocumentState, StatusUpdate
+from contracts.events import (
+    ChunksReady,
+    DeadLetter,
+    DocumentDeleted,
+    DocumentState,
+    StatusUpdate,
+)
 from contracts.topics import CHUNKS_READY, DOCUMENT_STATUS, DOCUMENT_UPLOADED, dlq
 from ragbus.blobs import BlobStore
 from services.chunker.main import create_app
@@ -60,11 +66,13 @@ async def test_a_document_becomes_chunks_and_status_updates(app, tmp_path):
             uploaded("file:///nowhere", schema_version="9.0"),
             "schema_version '9.0' is not supported",
         ),
-        (uploaded("file:///does/not/exist.md"), "does not exist"),
+        (uploaded("file://{blobs}/missing.md"), "does not exist"),
+        (uploaded("file:///etc/passwd"), "outside the blob store"),
         (uploaded("s3://bucket/a.md"), "unsupported blob URI scheme"),
     ],
 )
-async def test_bad_messages_go_to_the_dlq_and_fail_the_document(app, payload, reason):
+async def test_bad_messages_go_to_the_dlq_and_fail_the_document(app, tmp_path, payload, reason):
+    payload = payload.replace(b"{blobs}", str(tmp_path / "blobs").encode())
     broker = app.state.broker
     letters = collect(broker, dlq(DOCUMENT_UPLOADED), DeadLetter)
     status = collect(broker, DOCUMENT_STATUS, StatusUpdate)
@@ -75,3 +83,14 @@ async def test_bad_messages_go_to_the_dlq_and_fail_the_document(app, payload, re
     assert letters[0].stage == "chunker" and letters[0].attempts == 1
     if payload != b"not json":
         assert status[-1].state is DocumentState.FAILED and reason in (status[-1].reason or "")
+
+
+async def test_a_deletion_is_passed_on_in_order(app):
+    broker = app.state.broker
+    passed = collect(broker, CHUNKS_READY, DocumentDeleted)
+    tombstone = DocumentDeleted(document_id="d1", tenant_id="t")
+    async with TestKafkaBroker(broker) as test_broker:
+        await test_broker.publish(
+            tombstone.model_dump_json().encode(), DOCUMENT_UPLOADED, key=b"d1"
+        )
+    assert passed == [tombstone]
