@@ -1,5 +1,7 @@
 """Composition root of the chunker service."""
 
+import asyncio
+
 from fastapi import FastAPI
 
 from contracts.events import ChunksReady
@@ -21,13 +23,19 @@ def create_app(
     broker = create_broker(settings, "chunker")
     # Counting tokens for the split: no truncation, no padding.
     tokenizer = load_tokenizer(max_tokens=0, pad=False)
-    register(
+    sandbox = register(
         broker,
         Bus(broker, "chunker", {CHUNKS_READY: ChunksReady}, [DOCUMENT_UPLOADED]),
         settings,
         tokenizer,
     )
-    app = create_service_app("chunker", broker=broker, description="Health and metrics only.")
+
+    async def stop_workers() -> None:
+        await asyncio.to_thread(sandbox.close)
+
+    app = create_service_app(
+        "chunker", broker=broker, shutdown=[stop_workers], description="Health and metrics only."
+    )
     app.state.settings = settings
     app.state.broker = broker
     return app

@@ -13,11 +13,12 @@ import re
 import unicodedata
 import zipfile
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-__all__ = ["ExtractedText", "UnreadableDocument", "extract_text", "normalise"]
+__all__ = ["ExtractedText", "Limits", "UnreadableDocument", "extract_text", "normalise"]
 
 
 class UnreadableDocument(ValueError):
@@ -38,6 +39,19 @@ class ExtractedText:
     text: str
     title: str | None = None
     pages: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How much one document may make the parsers hold: past a limit the document is refused
+    with the limit in the reason, before it can exhaust the chunker's memory or time."""
+
+    max_text_chars: int = 10_000_000  # ~2.5 M tokens, ~10,000 chunks
+    max_pdf_pages: int = 2_000
+    # A DOCX is a zip: its central directory says what it would inflate to, before inflating.
+    max_docx_uncompressed_bytes: int = 200 * 1024 * 1024
+    max_docx_ratio: int = 200  # real OOXML parts compress ~5-30x; zero-filled bombs ~1000x
+    max_docx_members: int = 10_000
 
 
 # --------------------------------------------------------------------------- format detection
@@ -64,6 +78,34 @@ _CONTENT_TYPES: dict[str, str] = {
     "application/x-pdf": "pdf",
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
 }
+
+
+_OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # Compound File: .doc/.xls, or an encrypted .docx
+# Binary formats that a user may upload under the wrong name, by their first bytes.
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"%PDF-", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (_OLE, "an old-style Office file (.doc, .xls, .ppt, or a password-protected .docx)"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"Rar!\x1a\x07", "a RAR archive"),
+    (b"\x7fELF", "a program (ELF executable)"),
+)
+
+
+def _content_kind(data: bytes) -> str | None:
+    """What the bytes are by their signature ("a PNG image"), for a reason that says why a
+    file's name and content disagree; None for anything without a known signature."""
+    for signature, kind in _SIGNATURES:
+        if data.startswith(signature):
+            return "a DOCX document" if kind == "a ZIP archive" and _looks_like_docx(data) else kind
+    return None
 
 
 def _looks_like_docx(data: bytes) -> bool:
@@ -152,16 +194,38 @@ def _declared_charset(data: bytes) -> str | None:
     return "cp1252" if name in _AS_CP1252 else name
 
 
+def _utf16_without_bom(data: bytes) -> str | None:
+    """The codec of UTF-16 text written without a BOM (some Windows tools do), recognised by
+    every other byte being zero beside printable ASCII; None for anything else."""
+    sample = data[:4096]
+    if len(sample) < 4:
+        return None
+    sample = sample[: len(sample) // 2 * 2]
+    for codec, zeros, letters in (("utf-16-le", 1, 0), ("utf-16-be", 0, 1)):
+        pairs = list(zip(sample[letters::2], sample[zeros::2], strict=True))
+        ascii_pairs = sum(
+            1 for low, high in pairs if high == 0 and (32 <= low < 127 or low in b"\t\n\r")
+        )
+        if ascii_pairs >= 0.9 * len(pairs):
+            return codec
+    return None
+
+
 def decode_text(data: bytes) -> str:
     """Decode bytes of unknown encoding; never raises.
 
-    UTF-8 is by far the most common and almost never decodes by accident, so it wins when valid.
-    Otherwise a declared charset is trusted, and legacy files without one are nearly always
-    Windows-1252 (a superset of Latin-1 that also has €, smart quotes and dashes).
+    A BOM decides first. UTF-16 without a BOM is recognised by its zero bytes. UTF-8 is by far
+    the most common and almost never decodes by accident, so it wins when valid. Otherwise a
+    declared charset is trusted, a mostly-UTF-8 file with a few damaged bytes stays UTF-8 (the
+    damaged bytes become U+FFFD and are dropped), and legacy files without any of these are
+    nearly always Windows-1252 (a superset of Latin-1 that also has €, smart quotes and dashes).
     """
     for bom, codec in _BOMS:
         if data.startswith(bom):
             return data[len(bom) :].decode(codec, errors="replace")
+    utf16 = _utf16_without_bom(data)
+    if utf16 is not None:
+        return data.decode(utf16, errors="replace")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -240,9 +304,28 @@ def _reject_binary(text: str) -> None:
         raise UnreadableDocument("file looks binary, not text")
 
 
-def _extract_plain(data: bytes) -> ExtractedText:
+def _check_length(chars: int, limits: Limits) -> None:
+    if chars > limits.max_text_chars:
+        raise UnreadableDocument(
+            f"document text is over the {limits.max_text_chars:,}-character limit; split it"
+            " into smaller files"
+        )
+
+
+def _read_text_file(data: bytes) -> str:
+    """A text format's bytes as text, in whatever encoding they are (see `decode_text`);
+    refused when they are a known binary format or mostly control characters."""
+    kind = _content_kind(data)
+    if kind is not None:
+        raise UnreadableDocument(f"not a text file: the content is {kind} (wrong file name?)")
     text = decode_text(data)
     _reject_binary(text)
+    return text
+
+
+def _extract_plain(data: bytes, limits: Limits) -> ExtractedText:
+    text = _read_text_file(data)
+    _check_length(len(text), limits)  # before normalising, the costly part
     return ExtractedText(text=normalise(text))
 
 
@@ -359,9 +442,9 @@ def _front_matter_fields(block: str) -> dict[str, str]:
     return fields
 
 
-def _extract_markdown(data: bytes) -> ExtractedText:
-    text = decode_text(data)
-    _reject_binary(text)
+def _extract_markdown(data: bytes, limits: Limits) -> ExtractedText:
+    text = _read_text_file(data)
+    _check_length(len(text), limits)
     text = _LINE_BREAKS.sub("\n", text).lstrip("\ufeff")
     title: str | None = None
     lead: list[str] = []
@@ -498,11 +581,11 @@ def _resolve_cells(raw: str) -> str:
     return "\n".join(lines)
 
 
-def _extract_html(data: bytes) -> ExtractedText:
+def _extract_html(data: bytes, limits: Limits) -> ExtractedText:
     import lxml.etree
     import lxml.html
 
-    text = decode_text(data)
+    text = _read_text_file(data)
     # libxml2 gets UTF-8 bytes with the encoding forced, so a stale <meta charset> cannot
     # make it decode the already-decoded text a second time.
     parser = lxml.html.HTMLParser(
@@ -540,9 +623,27 @@ def _join_hyphenated(text: str) -> str:
     return _HYPHENATED_BREAK.sub(join, text)
 
 
-def _extract_pdf(data: bytes) -> ExtractedText:
+def _check_pdf_envelope(data: bytes) -> None:
+    """A PDF starts with `%PDF-` (within 1 KiB, as readers allow) and ends with `%%EOF` (a
+    little trailing junk allowed). Without the end it is truncated: refused rather than
+    indexed from the pages a lenient reader happens to recover."""
+    if b"%PDF-" not in data[:1024]:
+        kind = _content_kind(data)
+        raise UnreadableDocument(
+            f"not a PDF file: the content is {kind} (wrong file name?)"
+            if kind
+            else "not a PDF file: it does not start with a %PDF- header"
+        )
+    if b"%%EOF" not in data[-2048:]:
+        raise UnreadableDocument(
+            "corrupt or truncated PDF: it does not end with %%EOF (incomplete upload or copy?)"
+        )
+
+
+def _extract_pdf(data: bytes, limits: Limits) -> ExtractedText:
     from pypdf import PasswordType, PdfReader
 
+    _check_pdf_envelope(data)
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
     except Exception as exc:  # pypdf raises many types on damaged input
@@ -558,13 +659,21 @@ def _extract_pdf(data: bytes) -> ExtractedText:
             if not opened:
                 raise UnreadableDocument("PDF is encrypted (password required)")
         page_count = len(reader.pages)
+        if page_count > limits.max_pdf_pages:
+            raise UnreadableDocument(
+                f"PDF has {page_count:,} pages (limit {limits.max_pdf_pages:,}); split it"
+            )
         texts: list[str] = []
         failures: list[Exception] = []
+        chars = 0
         for page in reader.pages:
             try:
                 texts.append(page.extract_text() or "")
             except Exception as exc:  # one bad page must not lose the others
                 failures.append(exc)
+                continue
+            chars += len(texts[-1])
+            _check_length(chars, limits)
         title = _pdf_title(reader)
     except UnreadableDocument:
         raise
@@ -597,41 +706,61 @@ def _describe(exc: BaseException) -> str:
 
 # --------------------------------------------------------------------------- DOCX
 
-_MAX_DOCX_UNCOMPRESSED = 200 * 1024 * 1024
-_MAX_DOCX_RATIO = 200  # real OOXML parts compress ~5-30x; zero-filled bombs ~1000x
-_RATIO_CHECK_MIN_BYTES = 1024 * 1024
-_MAX_DOCX_MEMBERS = 10_000
+_RATIO_CHECK_MIN_BYTES = 1024 * 1024  # small parts may compress well (repeated styles)
+# An encrypted OOXML file is a Compound File holding an "EncryptedPackage" stream.
+_ENCRYPTED_PACKAGE = "EncryptedPackage".encode("utf-16-le")
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 
 
-def _check_docx_archive(data: bytes) -> None:
+def _size(count: int) -> str:
+    return f"{count // (1024 * 1024)} MB" if count >= 1024 * 1024 else f"{count // 1024} KB"
+
+
+def _check_docx_envelope(data: bytes) -> None:
+    """Name what a ".docx" that is not a zip really is: a password-protected DOCX, an old .doc,
+    or another format altogether."""
+    if data.startswith(b"PK"):
+        return
+    if data.startswith(_OLE) and _ENCRYPTED_PACKAGE in data:
+        raise UnreadableDocument("DOCX is encrypted (password protected): remove the password")
+    if data.startswith(_OLE):
+        raise UnreadableDocument(
+            "not a valid DOCX file: it is an old-style Office file (.doc): save it as .docx"
+        )
+    kind = _content_kind(data)
+    if kind is not None:
+        raise UnreadableDocument(f"not a valid DOCX file: the content is {kind} (wrong file name?)")
+
+
+def _check_docx_archive(data: bytes, limits: Limits) -> None:
     """Refuse zip bombs from the central directory alone, before anything is inflated.
 
     zipfile never inflates a member beyond its declared size, so the declared sizes are a
     trustworthy upper bound for what python-docx will read.
     """
+    _check_docx_envelope(data)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise UnreadableDocument(f"not a valid DOCX file: {_describe(exc)}") from exc
-    if len(members) > _MAX_DOCX_MEMBERS:
+    if len(members) > limits.max_docx_members:
         raise UnreadableDocument(
-            f"DOCX has {len(members)} parts (limit {_MAX_DOCX_MEMBERS}); refusing a possible"
-            " zip bomb"
+            f"DOCX has {len(members)} parts (limit {limits.max_docx_members}); refusing a"
+            " possible zip bomb"
         )
     total = sum(member.file_size for member in members)
-    if total > _MAX_DOCX_UNCOMPRESSED:
+    if total > limits.max_docx_uncompressed_bytes:
         raise UnreadableDocument(
-            f"DOCX would expand to {total // (1024 * 1024)} MB when uncompressed (limit"
-            f" {_MAX_DOCX_UNCOMPRESSED // (1024 * 1024)} MB); refusing a possible zip bomb"
+            f"DOCX would expand to {_size(total)} when uncompressed (limit"
+            f" {_size(limits.max_docx_uncompressed_bytes)}); refusing a possible zip bomb"
         )
     for member in members:
         if member.file_size < _RATIO_CHECK_MIN_BYTES:
             continue
         ratio = member.file_size / max(member.compress_size, 1)
-        if ratio > _MAX_DOCX_RATIO:
+        if ratio > limits.max_docx_ratio:
             raise UnreadableDocument(
                 f"DOCX part '{member.filename}' has an implausible compression ratio"
                 f" ({ratio:.0f}:1); refusing a possible zip bomb"
@@ -722,8 +851,8 @@ def _docx_title(document: Any) -> str | None:
     return None
 
 
-def _extract_docx(data: bytes) -> ExtractedText:
-    _check_docx_archive(data)
+def _extract_docx(data: bytes, limits: Limits) -> ExtractedText:
+    _check_docx_archive(data, limits)
     import docx
 
     try:
@@ -741,7 +870,7 @@ def _extract_docx(data: bytes) -> ExtractedText:
 
 # --------------------------------------------------------------------------- entry point
 
-_EXTRACTORS: dict[str, Callable[[bytes], ExtractedText]] = {
+_EXTRACTORS: dict[str, Callable[[bytes, Limits], ExtractedText]] = {
     "text": _extract_plain,
     "markdown": _extract_markdown,
     "html": _extract_html,
@@ -750,16 +879,35 @@ _EXTRACTORS: dict[str, Callable[[bytes], ExtractedText]] = {
 }
 
 
-def extract_text(data: bytes, filename: str, content_type: str | None) -> ExtractedText:
+# The limits `extract_text` applies when it is given none: a process that parses for a service
+# (the chunker's sandbox worker) sets its configured limits here once.
+LIMITS: ContextVar[Limits | None] = ContextVar("parser_limits", default=None)
+
+
+def extract_text(
+    data: bytes, filename: str, content_type: str | None, limits: Limits | None = None
+) -> ExtractedText:
     """Extract normalised text from a document, or raise `UnreadableDocument` saying why.
 
     Unreadable input is an expected outcome, not a bug: the reason goes to the document's
-    status, so it is worded for the person who uploaded the file.
+    status, so it is worded for the person who uploaded the file. Whatever a parser library
+    raises on a hostile file becomes `UnreadableDocument` too; nothing else escapes.
     """
+    limits = limits or LIMITS.get() or Limits()
     if not data:
         raise UnreadableDocument("file is empty")
     kind = _detect_format(data, filename, content_type)
-    extracted = _EXTRACTORS[kind](data)
+    try:
+        extracted = _EXTRACTORS[kind](data, limits)
+    except UnreadableDocument:
+        raise
+    except MemoryError as exc:
+        raise UnreadableDocument(f"the {kind} file needs too much memory to read") from exc
+    except RecursionError as exc:
+        raise UnreadableDocument(f"the {kind} file is nested too deeply to read") from exc
+    except Exception as exc:  # a parser library's bug or a hostile file: the reason, not a trace
+        raise UnreadableDocument(f"could not read the {kind} file: {_describe(exc)}") from exc
     if not extracted.text:
         raise UnreadableDocument("no extractable text")
+    _check_length(len(extracted.text), limits)
     return extracted

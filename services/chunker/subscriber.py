@@ -17,6 +17,7 @@ from ragbus.blobs import BlobError, read_blob
 from ragbus.bus import ASSIGNMENT, Bus, Record
 
 from .parsers import UnreadableDocument
+from .sandbox import Sandbox
 from .settings import ChunkerSettings
 from .transform import chunk_document
 
@@ -25,8 +26,11 @@ GROUP = "ragbus-chunker"
 
 def register(
     broker: KafkaBroker, bus: Bus, settings: ChunkerSettings, tokenizer: Tokenizer
-) -> None:
-    """Subscribe the chunker to `document.uploaded`."""
+) -> Sandbox:
+    """Subscribe the chunker to `document.uploaded`; return the parsers' sandbox, for the
+    service to close at shutdown."""
+    # Parsing runs in worker processes: a hostile file costs a worker, not the chunker.
+    sandbox = Sandbox(settings.sandbox_limits(), settings.extract_workers, resident=[tokenizer])
 
     @broker.subscriber(
         DOCUMENT_UPLOADED,
@@ -63,13 +67,7 @@ def register(
         await bus.report(event, DocumentState.CHUNKING, filename=event.filename, version=version)
         try:
             batches = await asyncio.to_thread(
-                chunk_document,
-                event,
-                data,
-                tokenizer,
-                max_tokens=settings.max_tokens,
-                overlap_tokens=settings.overlap_tokens,
-                chunks_per_event=settings.chunks_per_event,
+                sandbox.run, chunk_document, event, data, tokenizer, **settings.split()
             )
         except UnreadableDocument as exc:
             await bus.dead_letter(record, str(exc), type(exc).__name__, version=version)
@@ -87,3 +85,5 @@ def register(
         metrics.STAGE_SECONDS.labels("chunker").observe(seconds)
         metrics.CHUNKS.labels("chunker").inc(batches[0].total_chunks)
         metrics.MESSAGES.labels("chunker", DOCUMENT_UPLOADED, "ok").inc()
+
+    return sandbox

@@ -80,14 +80,7 @@ def make_slice(fault: str, tenant: str, documents: Sequence[Document]) -> Slice:
             title=title_of(document),
             metadata={},
         )
-        batches = chunk_document(
-            event,
-            data,
-            tokenizer,
-            max_tokens=settings.max_tokens,
-            overlap_tokens=settings.overlap_tokens,
-            chunks_per_event=settings.chunks_per_event,
-        )
+        batches = chunk_document(event, data, tokenizer, **settings.split())
         assert event.version is not None
         expected[event.document_id] = Expected(
             event.document_id,

@@ -11,7 +11,23 @@ from pathlib import Path
 import docx
 import pytest
 
-from services.chunker.parsers import ExtractedText, UnreadableDocument, extract_text, normalise
+from services.chunker import parsers
+from services.chunker.parsers import (
+    ExtractedText,
+    Limits,
+    UnreadableDocument,
+    extract_text,
+    normalise,
+)
+from tests.e2e.bad_inputs import (
+    SIGNATURES,
+    blank_pdf,
+    docx_file,
+    encrypted_pdf,
+    ole_file,
+    text_pdf,
+    zip_bytes,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DATA = REPO_ROOT.parent / "shared" / "data"
@@ -358,7 +374,7 @@ def _truncated_pdf() -> bytes:
     [
         ("empty.pdf", b"", None, "file is empty"),
         ("blank.md", b" \n\n\t \n", None, "no extractable text"),
-        ("random.pdf", os.urandom(4096), None, "corrupt or truncated PDF: "),
+        ("random.pdf", os.urandom(4096), None, "not a PDF file: "),
         ("random.docx", os.urandom(4096), None, "not a valid DOCX file: "),
         ("other.docx", _zip_bytes({"a.txt": b"x"}), None, "not a valid DOCX file: "),
         ("broken.docx", _zip_bytes({"word/document.xml": b"<w:document"}), None,
@@ -405,3 +421,160 @@ def test_hostile_markdown_stays_linear(hostile: bytes) -> None:
     started = time.perf_counter()
     assert extract_text(hostile, "hostile.md", None).text
     assert time.perf_counter() - started < 20  # quadratic regexes would take hours
+
+
+# --------------------------------------------------------------------------- hardening
+
+PDF = text_pdf(["Tide tables for the northern harbour.", "High water is at noon."])
+DOCX = docx_file(["Minutes of the rowing club.", "The boathouse roof needs repair."])
+
+
+@pytest.mark.parametrize("cut", [0.05, 0.5, 0.9, 0.99])
+def test_a_truncated_pdf_is_refused_not_partly_read(cut: float) -> None:
+    assert extract_text(PDF, "tides.pdf", None).text.startswith("Tide tables")
+    with pytest.raises(UnreadableDocument, match=r"truncated PDF: it does not end with %%EOF"):
+        extract_text(PDF[: int(len(PDF) * cut)], "tides.pdf", None)
+
+
+@pytest.mark.parametrize("cut", [0.1, 0.5, 0.9, 0.999])
+def test_a_truncated_docx_is_refused(cut: float) -> None:
+    with pytest.raises(UnreadableDocument, match=r"^not a valid DOCX file: "):
+        extract_text(DOCX[: int(len(DOCX) * cut)], "club.docx", None)
+
+
+@pytest.mark.parametrize("algorithm", ["RC4-40", "RC4-128", "AES-128", "AES-256-R5", "AES-256"])
+def test_an_encrypted_pdf_says_so(algorithm: str) -> None:
+    with pytest.raises(UnreadableDocument) as caught:
+        extract_text(encrypted_pdf(PDF, "secret", algorithm), "locked.pdf", None)
+    assert caught.value.reason == ENCRYPTED
+
+
+def test_a_pdf_with_only_an_owner_password_is_read() -> None:
+    restricted = encrypted_pdf(PDF, "", "AES-128")  # printing restricted, opening is not
+    assert "High water is at noon." in extract_text(restricted, "restricted.pdf", None).text
+
+
+@pytest.mark.parametrize("pages", [1, 4])
+def test_a_pdf_without_text_says_it_needs_ocr(pages: int) -> None:
+    with pytest.raises(UnreadableDocument) as caught:
+        extract_text(blank_pdf(pages), "scan.pdf", None)
+    assert caught.value.reason == NO_TEXT_LAYER
+
+
+ENCRYPTED_PACKAGE = ["EncryptionInfo", "EncryptedPackage"]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "reason"),
+    [
+        ("png.pdf", SIGNATURES["png"] + bytes(64), "not a PDF file: the content is a PNG image"),
+        ("jpeg.pdf", SIGNATURES["jpeg"] + bytes(64), "not a PDF file: the content is a JPEG image"),
+        ("docx.pdf", DOCX, "not a PDF file: the content is a DOCX document"),
+        ("noise.pdf", b"\x00" * 64, "not a PDF file: it does not start with a %PDF- header"),
+        ("pdf.docx", PDF, "not a valid DOCX file: the content is a PDF document"),
+        ("gzip.docx", SIGNATURES["gzip"] + bytes(64), "not a valid DOCX file: the content is"),
+        ("locked.docx", ole_file(ENCRYPTED_PACKAGE), "DOCX is encrypted (password protected)"),
+        ("old.docx", ole_file(["WordDocument"]), "not a valid DOCX file: it is an old-style"),
+        ("png.txt", SIGNATURES["png"] + bytes(64), "not a text file: the content is a PNG image"),
+        ("pdf.md", PDF, "not a text file: the content is a PDF document"),
+        ("docx.txt", DOCX, "not a text file: the content is a DOCX document"),
+        ("zip.md", zip_bytes({"a.txt": b"a"}), "not a text file: the content is a ZIP archive"),
+        ("elf.html", SIGNATURES["elf"] + bytes(64), "not a text file: the content is a program"),
+        ("ole.txt", ole_file(["WordDocument"]), "not a text file: the content is an old-style"),
+        ("noise.html", b"\x00" + bytes(range(1, 32)) * 64, "file looks binary, not text"),
+        ("noise.md", os.urandom(8192).replace(b"\x89", b"\x00"), "file looks binary, not text"),
+    ],
+)  # fmt: skip
+def test_content_that_is_not_what_its_name_says_is_refused(
+    name: str, data: bytes, reason: str
+) -> None:
+    with pytest.raises(UnreadableDocument) as caught:
+        extract_text(data, name, None)
+    assert caught.value.reason.startswith(reason)
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "expected"),
+    [
+        ("utf16.txt", "Ferry timetable.".encode("utf-16-le"), "Ferry timetable."),
+        ("utf16be.md", "Ferry timetable.".encode("utf-16-be"), "Ferry timetable."),
+        ("bom.txt", "Ferry timetable.".encode("utf-16"), "Ferry timetable."),
+        ("cp1252.txt", "5 \u20ac \u2013 caf\u00e9".encode("cp1252"), "5 \u20ac \u2013 caf\u00e9"),
+        ("latin1.md", "Stra\u00dfe".encode("latin-1"), "Stra\u00dfe"),
+        ("damaged.html", "<p>caf\u00e9 na\u00efve ".encode() + b"\xff</p>", "caf\u00e9 na\u00efve"),
+        ("sjis.html", '<meta charset="shift_jis">\u6771\u4eac'.encode("shift_jis"), "\u6771\u4eac"),
+    ],
+)  # fmt: skip
+def test_text_in_any_encoding_is_read(name: str, data: bytes, expected: str) -> None:
+    assert extract_text(data, name, None).text == expected
+
+
+SMALL = Limits(
+    max_text_chars=100,
+    max_pdf_pages=2,
+    max_docx_uncompressed_bytes=20_000,
+    max_docx_ratio=10,
+    max_docx_members=5,
+)
+SMALL_TEXT = Limits(max_text_chars=100)
+TOO_LONG = "document text is over the 100-character limit"
+MANY_PARTS = zip_bytes({"word/document.xml": b"<x/>", **{f"p{n}.xml": b"<x/>" for n in range(5)}})
+BOMB = zip_bytes({"word/document.xml": bytes(2 * 1024 * 1024)})
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "limits", "reason"),
+    [
+        ("long.txt", b"word " * 21, SMALL, TOO_LONG),
+        ("long.md", b"word " * 21, SMALL, TOO_LONG),
+        ("long.html", b"<p>" + b"word " * 21 + b"</p>", SMALL, TOO_LONG),
+        ("long.docx", docx_file(["word " * 21]), SMALL_TEXT, TOO_LONG),
+        ("long.pdf", text_pdf(["word " * 21]), SMALL_TEXT, TOO_LONG),
+        ("pages.pdf", blank_pdf(3), SMALL, "PDF has 3 pages (limit 2)"),
+        ("big.docx", DOCX, Limits(max_docx_uncompressed_bytes=20_000), "DOCX would expand to"),
+        ("parts.docx", MANY_PARTS, SMALL, "DOCX has 6 parts (limit 5)"),
+        ("ratio.docx", BOMB, Limits(max_docx_ratio=10), "DOCX part 'word/document.xml' has an"
+         " implausible compression ratio"),
+        ("inflated.docx", BOMB, Limits(max_docx_ratio=10_000), "not a valid DOCX file: "),
+    ],
+)  # fmt: skip
+def test_limits_refuse_a_document_before_it_explodes(
+    name: str, data: bytes, limits: Limits, reason: str
+) -> None:
+    with pytest.raises(UnreadableDocument) as caught:
+        extract_text(data, name, None, limits)
+    assert caught.value.reason.startswith(reason)
+
+
+def test_limits_come_from_the_context_when_not_given() -> None:
+    token = parsers.LIMITS.set(SMALL)
+    try:
+        with pytest.raises(UnreadableDocument, match="100-character limit"):
+            extract_text(b"word " * 21, "long.txt", None)
+    finally:
+        parsers.LIMITS.reset(token)
+    assert extract_text(b"word " * 21, "long.txt", None).text
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (KeyError("word/styles.xml"), "could not read the text file: 'word/styles.xml'"),
+        (AssertionError(), "could not read the text file: AssertionError"),
+        (MemoryError(), "the text file needs too much memory to read"),
+        (RecursionError(), "the text file is nested too deeply to read"),
+    ],
+)
+def test_any_exception_of_a_parser_becomes_a_reason(
+    monkeypatch: pytest.MonkeyPatch, error: BaseException, reason: str
+) -> None:
+    """A stand-in parser raises what libraries raise on hostile files (no real file provokes
+    each of these reliably)."""
+
+    def failing(data: bytes, limits: Limits) -> ExtractedText:
+        raise error
+
+    monkeypatch.setitem(parsers._EXTRACTORS, "text", failing)
+    with pytest.raises(UnreadableDocument) as caught:
+        extract_text(b"anything", "a.txt", None)
+    assert caught.value.reason == reason
