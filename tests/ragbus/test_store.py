@@ -7,7 +7,7 @@ import pytest
 from qdrant_client import models as qm
 
 from ragbus.sparse import encode_document, encode_query
-from ragbus.store import Point, QdrantStore, SearchRequest
+from ragbus.store import REGISTRY_SUFFIX, Point, QdrantStore, SearchRequest
 
 PASSAGES = {
     # (tenant, text, dense vector, metadata)
@@ -185,6 +185,26 @@ def test_a_deleted_document_leaves_no_point_and_spares_other_tenants(store):
     assert store.count("doc") == 0
 
 
+def test_a_promotion_cut_off_before_its_registry_update_completes_when_redone(store):
+    store.upsert(_version_points("doc", "v1", "2026-01-01T00:00:00", ["old one", "old two"]))
+    store.promote("doc", "v1")
+    store.upsert(_version_points("doc", "v2", "2026-01-02T00:00:00", ["new one"]))
+    before = store._registered(["doc"])["doc"]
+    store.promote("doc", "v2")
+    store._register([before])  # as if the indexer died between the swap and the registry write
+
+    assert store.promote("doc", "v2") == 0  # the old points are gone already
+    assert _texts(store) == ["new one"]
+    assert store.count("doc") == store.count("doc", "v2") == 1
+    assert store._registered(["doc"])["doc"].versions.keys() == {"v2"}
+
+
+def test_a_document_id_of_another_tenant_is_not_deleted(store):
+    store.upsert(_version_points("doc", "v1", "2026-01-01T00:00:00", ["one"], tenant="beta"))
+    assert store.delete_document("doc", "acme") == 0
+    assert store.count("doc") == 1
+
+
 def test_index_info_counts_one_tenants_points_and_documents(store):
     everything, acme = store.info(), store.info("acme")
     assert (everything.points, everything.documents) == (5, 5)
@@ -211,5 +231,16 @@ def test_points_without_the_live_flag_are_refused_with_a_reason(tmp_path):
     )
     reopened = QdrantStore(store.client, "ragbus")
     with pytest.raises(ValueError, match="live"):
+        reopened.ensure_collection(4)
+    store.close()
+
+
+def test_points_without_a_document_registry_are_refused_with_a_reason(tmp_path):
+    store = QdrantStore.connect(None, tmp_path / "unregistered", "ragbus")
+    collection = store.ensure_collection(4)
+    store.upsert(_version_points("doc", "v1", "2026-01-01T00:00:00", ["text"]))
+    store.client.delete_collection(collection + REGISTRY_SUFFIX)
+    reopened = QdrantStore(store.client, "ragbus")
+    with pytest.raises(ValueError, match="no document registry"):
         reopened.ensure_collection(4)
     store.close()
