@@ -2,6 +2,10 @@
 
 import hashlib
 import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
 
 NAMESPACE = uuid.UUID("5f0c3b8e-6c1a-4c55-9d0e-2a4f8b7e91d3")
 
@@ -14,6 +18,17 @@ def document_id(tenant_id: str, source: str) -> str:
 def version_of(sha256: str) -> str:
     """A document version is named by its content."""
     return sha256[:16]
+
+
+def upload_version(sha256: str, title: str | None, metadata: Mapping[str, Any] | None) -> str:
+    """The version of an upload: its content, and its title and metadata when it has them, so
+    that changing any of them makes a new version (and uploading all three again does not)."""
+    if not (title or metadata):
+        return version_of(sha256)
+    described = orjson.dumps(
+        {"title": title or None, "metadata": metadata or None}, option=orjson.OPT_SORT_KEYS
+    )
+    return version_of(sha256_of(sha256.encode() + described))
 
 
 def sha256_of(data: bytes) -> str:

@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar
 import httpx
 import orjson
 
-from contracts.ids import sha256_of, version_of
+from contracts.ids import sha256_of, upload_version
 from ragbus import client as api
 from ragbus.retry import retry
 from ragbus.settings import CommonSettings
@@ -96,8 +96,14 @@ class Indexing:
     seconds: float = 0.0
 
 
-def _version(document: Document) -> str:
-    return version_of(sha256_of(document.text.encode()))
+def _version(document: Document, name: str) -> str:
+    """The version the ingest gives the document as this runner uploads it."""
+    return upload_version(sha256_of(document.text.encode()), None, _metadata(name))
+
+
+def _metadata(name: str) -> dict[str, str]:
+    """The metadata every document of the dataset `name` is uploaded with (and filtered by)."""
+    return {"eval": name}
 
 
 async def _current_states(http: httpx.AsyncClient, status_url: str) -> dict[str, dict[str, Any]]:
@@ -120,7 +126,9 @@ async def index_documents(
         record = current.get(document.filename) or {}
         if not document.text:
             result.failed[document.filename] = "empty document (the ingest API refuses it)"
-        elif record.get("state") == "INDEXED" and record.get("version") == _version(document):
+        elif record.get("state") == "INDEXED" and record.get("version") == _version(
+            document, dataset.name
+        ):
             result.reused += 1
         else:
             todo.append(document)
@@ -178,10 +186,13 @@ async def _upload(
             except TimeoutError as exc:
                 raise RuntimeError(f"no status stream at {endpoints.status}") from exc
             batches = api.upload(
-                http, endpoints.ingest, files, options.upload_batch, metadata={"eval": name}
+                http, endpoints.ingest, files, options.upload_batch, metadata=_metadata(name)
             )
             async for accepted in batches:
                 for row in accepted:
+                    if row.get("unchanged"):  # on its way already: no state change may follow
+                        finished(progress.unchanged(row))
+                        continue
                     early = progress.expect(row["document_id"], row["filename"])
                     if early is not None:
                         finished(early)
@@ -274,7 +285,7 @@ async def retrieve(
         body = {
             "question": question.text,
             "top_k": chunks,
-            "filters": {"eval": dataset.name},
+            "filters": _metadata(dataset.name),
             "generate": False,
             **request,
         }
@@ -320,7 +331,7 @@ async def rerank_support(
     body = {
         "question": question.text,
         "top_k": 1,
-        "filters": {"eval": dataset.name},
+        "filters": _metadata(dataset.name),
         "generate": False,
     }
     answer, _ = await _post(http, f"{query_url}/v1/query", body)
@@ -393,7 +404,7 @@ async def answer_questions(
     results: list[_Answer] = [_Answer() for _ in chosen]
 
     async def ask(index: int, question: Question) -> None:
-        body = {"question": question.text, "filters": {"eval": dataset.name}, "mode": mode}
+        body = {"question": question.text, "filters": _metadata(dataset.name), "mode": mode}
         results[index] = await stream_answer(http, url, body)
         failed = sum(result.error is not None for result in results[: index + 1])
         r.advance("answers", 1, f"{failed} errors" if failed else "")

@@ -3,10 +3,8 @@
 import unicodedata
 from pathlib import PurePosixPath
 
-import orjson
-
 from contracts.events import DocumentState, DocumentUploaded, Metadata
-from contracts.ids import document_id, sha256_of, version_of
+from contracts.ids import document_id, upload_version
 from ragbus.lifecycle import DocumentRecord
 
 from .settings import SUPPORTED_EXTENSIONS
@@ -82,14 +80,7 @@ def uploaded_event(
         content_type=content_type,
         sha256=sha256,
         size_bytes=size_bytes,
-        version=version_of(
-            sha256
-            if not (title or metadata)
-            else sha256_of(
-                sha256.encode()
-                + orjson.dumps({"title": title, "metadata": metadata}, option=orjson.OPT_SORT_KEYS)
-            )
-        ),
+        version=upload_version(sha256, title, metadata),
         title=title,
         metadata=metadata or {},
     )
