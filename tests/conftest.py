@@ -31,9 +31,8 @@ def _start_broker(data_dir: Path, attempts: int = 3) -> LocalKafka:
     raise AssertionError("unreachable")
 
 
-@pytest.fixture(scope="session")
-def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Bootstrap servers ("127.0.0.1:PORT") of a broker with every ragbus topic created.
+def _broker_with_topics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap servers ("127.0.0.1:PORT") of a started broker with every ragbus topic created.
 
     Partitions per topic: RAGBUS_TEST_PARTITIONS, else the production default (12).
     """
@@ -44,6 +43,21 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield broker.bootstrap_servers
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The session's broker, shared by every test that needs the bus (the end-to-end stack's
+    stages among them, once it is started)."""
+    yield from _broker_with_topics(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def idle_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A broker of the module's own that no ragbus stage consumes from: what a test publishes
+    stays as it was written (on the session's broker, the end-to-end stack's stages would
+    consume it and write records of their own)."""
+    yield from _broker_with_topics(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

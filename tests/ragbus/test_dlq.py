@@ -1,7 +1,9 @@
-"""`ragbus dlq list|replay` against the session's real broker.
+"""`ragbus dlq list|replay` against a real broker of this module's own, which no stage consumes
+from: a replayed letter stays where it was published (a running chunker would dead-letter it
+again, as a new letter).
 
-The broker is shared by the whole session, so each test writes letters of a tenant and documents
-of its own, selects by them, and reads back only its own records.
+Each test writes letters of a tenant and documents of its own, selects by them, and reads back
+only its own records.
 """
 
 import asyncio
@@ -161,11 +163,11 @@ def test_the_replay_record_round_trips_and_refuses_to_outgrow_the_broker_limit()
         _Progress(0, frozenset(range(2, 10_000, 2))).metadata(tp)
 
 
-async def test_list_shows_each_letter_and_narrows_by_document_stage_and_topic(kafka_broker):
+async def test_list_shows_each_letter_and_narrows_by_document_stage_and_topic(idle_broker):
     tenant = unique("tenant")
     a, b, c = unique("doc"), unique("doc"), unique("doc")
     written = await write(
-        kafka_broker,
+        idle_broker,
         [
             letter(DOCUMENT_UPLOADED, a, tenant, uploaded(a, tenant)),
             letter(CHUNKS_READY, b, tenant, b'{"chunks": []}', stage="embedder"),
@@ -173,7 +175,7 @@ async def test_list_shows_each_letter_and_narrows_by_document_stage_and_topic(ka
         ],
     )
 
-    listed = await list_letters(kafka_broker, Selection(tenant_id=tenant))
+    listed = await list_letters(idle_broker, Selection(tenant_id=tenant))
 
     assert [entry.position for entry in listed] == written  # oldest first
     first = listed[0]
@@ -185,77 +187,76 @@ async def test_list_shows_each_letter_and_narrows_by_document_stage_and_topic(ka
         3,
     )
     assert listed[2].letter is not None and listed[2].letter.payload_encoding == "base64"
-    by_document = await list_letters(kafka_broker, Selection(document_id=b))
-    by_stage = await list_letters(kafka_broker, Selection(tenant_id=tenant, stage="embedder"))
+    by_document = await list_letters(idle_broker, Selection(document_id=b))
+    by_stage = await list_letters(idle_broker, Selection(tenant_id=tenant, stage="embedder"))
     by_topic = await list_letters(
-        kafka_broker, Selection(topics=(DOCUMENT_UPLOADED,), tenant_id=tenant)
+        idle_broker, Selection(topics=(DOCUMENT_UPLOADED,), tenant_id=tenant)
     )
     assert [entry.position for entry in by_document] == [written[1]]
     assert [entry.position for entry in by_stage] == [written[1]]
     assert [entry.position for entry in by_topic] == [written[0], written[2]]
 
 
-async def test_replay_restores_the_original_bytes_and_key_once(kafka_broker):
+async def test_replay_restores_the_original_bytes_and_key_once(idle_broker):
     tenant = unique("tenant")
     text_doc, binary_doc = unique("doc"), unique("doc")
     original = {text_doc: uploaded(text_doc, tenant), binary_doc: BINARY}
     written = await write(
-        kafka_broker,
+        idle_broker,
         [letter(DOCUMENT_UPLOADED, doc, tenant, value) for doc, value in original.items()],
     )
     selection = Selection(tenant_id=tenant)
-    before = await ends(kafka_broker, DOCUMENT_UPLOADED)
+    before = await ends(idle_broker, DOCUMENT_UPLOADED)
 
-    dry = await replay(kafka_broker, selection, dry_run=True)
+    dry = await replay(idle_broker, selection, dry_run=True)
     assert sorted(entry.position for entry in dry.replayed) == sorted(written)
-    assert await published_since(kafka_broker, before, set(original)) == []
-    assert not any(entry.replayed for entry in await list_letters(kafka_broker, selection))
+    assert await published_since(idle_broker, before, set(original)) == []
+    assert not any(entry.replayed for entry in await list_letters(idle_broker, selection))
 
-    done = await replay(kafka_broker, selection)
+    done = await replay(idle_broker, selection)
     assert sorted(entry.position for entry in done.replayed) == sorted(written)
-    records = await published_since(kafka_broker, before, set(original))
+    records = await published_since(idle_broker, before, set(original))
     assert {r.key.decode(): r.value for r in records} == original
     assert sorted(dict(r.headers)[REPLAYED_FROM].decode() for r in records) == sorted(written)
-    assert all(entry.replayed for entry in await list_letters(kafka_broker, selection))
+    assert all(entry.replayed for entry in await list_letters(idle_broker, selection))
 
-    after = await ends(kafka_broker, DOCUMENT_UPLOADED)
-    again = await replay(kafka_broker, selection)
+    after = await ends(idle_broker, DOCUMENT_UPLOADED)
+    again = await replay(idle_broker, selection)
     assert again.replayed == []
-    assert await published_since(kafka_broker, after, set(original)) == []
+    assert await published_since(idle_broker, after, set(original)) == []
 
 
-async def test_a_filtered_replay_leaves_the_other_letters_replayable(kafka_broker):
+async def test_a_filtered_replay_leaves_the_other_letters_replayable(idle_broker):
     tenant = unique("tenant")
     first, second = unique("doc"), unique("doc")
     # One partition, so the second letter is replayed past the first one, still pending.
     written = await write(
-        kafka_broker,
+        idle_broker,
         [letter(CHUNKS_READY, doc, tenant, doc.encode(), "embedder") for doc in (first, second)],
         partition=0,
     )
-    before = await ends(kafka_broker, CHUNKS_READY)
+    before = await ends(idle_broker, CHUNKS_READY)
 
-    only_second = await replay(kafka_broker, Selection(document_id=second))
+    only_second = await replay(idle_broker, Selection(document_id=second))
     state = {
-        e.position: e.replayed
-        for e in await list_letters(kafka_broker, Selection(tenant_id=tenant))
+        e.position: e.replayed for e in await list_letters(idle_broker, Selection(tenant_id=tenant))
     }
-    the_rest = await replay(kafka_broker, Selection(tenant_id=tenant))
-    nothing_left = await replay(kafka_broker, Selection(tenant_id=tenant))
+    the_rest = await replay(idle_broker, Selection(tenant_id=tenant))
+    nothing_left = await replay(idle_broker, Selection(tenant_id=tenant))
 
     assert [entry.position for entry in only_second.replayed] == [written[1]]
     assert state == {written[0]: False, written[1]: True}
     assert [entry.position for entry in the_rest.replayed] == [written[0]]
     assert nothing_left.replayed == []
-    records = await published_since(kafka_broker, before, {first, second})
+    records = await published_since(idle_broker, before, {first, second})
     assert sorted(r.key.decode() for r in records) == sorted([first, second])
 
 
-async def test_a_record_that_is_no_letter_is_listed_and_passed_over(kafka_broker):
+async def test_a_record_that_is_no_letter_is_listed_and_passed_over(idle_broker):
     tenant = unique("tenant")
     doc = unique("doc")
     garbage, wrong_topic, good = await write(
-        kafka_broker,
+        idle_broker,
         [
             (dlq(DOCUMENT_UPLOADED), b"not json at all"),
             (
@@ -266,14 +267,14 @@ async def test_a_record_that_is_no_letter_is_listed_and_passed_over(kafka_broker
         ],
         partition=0,
     )
-    listed = positions(await list_letters(kafka_broker, Selection(topics=(DOCUMENT_UPLOADED,))))
+    listed = positions(await list_letters(idle_broker, Selection(topics=(DOCUMENT_UPLOADED,))))
     assert listed[garbage].letter is None and "not a dead letter" in (listed[garbage].problem or "")
     assert listed[wrong_topic].letter is None and "chunks.ready" in (
         listed[wrong_topic].problem or ""
     )
-    assert garbage not in positions(await list_letters(kafka_broker, Selection(tenant_id=tenant)))
+    assert garbage not in positions(await list_letters(idle_broker, Selection(tenant_id=tenant)))
 
-    result = await replay(kafka_broker, Selection(tenant_id=tenant))
+    result = await replay(idle_broker, Selection(tenant_id=tenant))
 
     assert [entry.position for entry in result.replayed] == [good]
     assert {garbage, wrong_topic} <= {entry.position for entry in result.unreadable}
@@ -285,12 +286,12 @@ async def test_an_unreachable_broker_is_a_clear_error():
         await list_letters(f"127.0.0.1:{port}")
 
 
-def test_the_command_lists_and_replays(kafka_broker, capsys):
+def test_the_command_lists_and_replays(idle_broker, capsys):
     tenant, doc = unique("tenant"), unique("doc")
     (position,) = asyncio.run(
-        write(kafka_broker, [letter(DOCUMENT_UPLOADED, doc, tenant, uploaded(doc, tenant))])
+        write(idle_broker, [letter(DOCUMENT_UPLOADED, doc, tenant, uploaded(doc, tenant))])
     )
-    select = ["--bootstrap", kafka_broker, "--tenant", tenant]
+    select = ["--bootstrap", idle_broker, "--tenant", tenant]
 
     assert main(["dlq", "list", *select, "--json"]) == 0
     (listed,) = orjson.loads(capsys.readouterr().out)
