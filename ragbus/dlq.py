@@ -28,13 +28,7 @@ from typing import Any, TypeAlias, get_args
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import (
-    GroupCoordinatorNotAvailableError,
-    GroupLoadInProgressError,
-    KafkaConnectionError,
-    KafkaError,
-    NotCoordinatorForGroupError,
-)
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 from rich.console import Console
 from rich.markup import escape
@@ -42,6 +36,7 @@ from rich.table import Table
 
 from contracts.events import DeadLetter, Stage, describe_validation_error
 from contracts.topics import CONSUMED, MAX_MESSAGE_BYTES, dlq
+from ragbus.lag import COORDINATOR_TRANSIENT
 from ragbus.retry import retry
 from ragbus.settings import CommonSettings
 
@@ -53,12 +48,6 @@ MAX_METADATA_BYTES = 4096
 _METADATA_PREFIX = "replayed:"
 # `ragbus.bus.Record`, named again: importing the bus (FastStream) would slow every CLI command.
 Record: TypeAlias = "ConsumerRecord[bytes | None, bytes | None]"
-# While a fresh broker creates its offsets topic, and while a group moves between brokers.
-COORDINATOR_TRANSIENT = (
-    GroupCoordinatorNotAvailableError,
-    GroupLoadInProgressError,
-    NotCoordinatorForGroupError,
-)
 # A read of the DLQ topics that gets no record for this long means the broker went away.
 STALL_S = 30.0
 

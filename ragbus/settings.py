@@ -66,6 +66,9 @@ class CommonSettings(BaseSettings):
     embed_threads: int | None = Field(default=None, ge=1)
     embed_batch_size: int = Field(default=8, ge=1, description="texts per model call")
     max_tokens: int = Field(default=256, ge=16, le=512)
+    lag_interval_s: float = Field(
+        default=15.0, gt=0, description="how often a stage refreshes its consumer-lag metric"
+    )
 
     @model_validator(mode="after")
     def _loopback_without_keys(self) -> Self:

@@ -8,10 +8,11 @@ from contracts.events import ChunksReady
 from contracts.topics import CHUNKS_READY, DOCUMENT_UPLOADED
 from ragbus.bus import Bus, create_broker
 from ragbus.embedding.model_files import load_tokenizer
+from ragbus.lag import lag_hooks
 from ragbus.service import create_service_app
 
 from .settings import ChunkerSettings, get_settings
-from .subscriber import register
+from .subscriber import GROUP, register
 
 __all__ = ["create_app", "get_settings"]
 
@@ -33,8 +34,15 @@ def create_app(
     async def stop_workers() -> None:
         await asyncio.to_thread(sandbox.close)
 
+    watch_lag, stop_watching = lag_hooks(
+        settings.kafka_bootstrap, GROUP, DOCUMENT_UPLOADED, settings.lag_interval_s
+    )
     app = create_service_app(
-        "chunker", broker=broker, shutdown=[stop_workers], description="Health and metrics only."
+        "chunker",
+        broker=broker,
+        started=[watch_lag],
+        shutdown=[stop_workers, stop_watching],
+        description="Health and metrics only.",
     )
     app.state.settings = settings
     app.state.broker = broker

@@ -7,10 +7,11 @@ from contracts.topics import CHUNKS_READY, VECTORS_READY
 from ragbus.bus import Bus, create_broker
 from ragbus.embedding import create_backend
 from ragbus.embedding.backend import EmbeddingBackend, EmbeddingUnavailable
+from ragbus.lag import lag_hooks
 from ragbus.service import create_service_app
 
 from .settings import EmbedderSettings, get_settings
-from .subscriber import register
+from .subscriber import GROUP, register
 
 __all__ = ["create_app", "get_settings"]
 
@@ -41,8 +42,15 @@ def create_app(
     async def close() -> None:
         backend.close()
 
+    watch_lag, stop_watching = lag_hooks(
+        settings.kafka_bootstrap, GROUP, CHUNKS_READY, settings.lag_interval_s
+    )
     app = create_service_app(
-        "embedder", broker=broker, shutdown=[close], description="Health and metrics only."
+        "embedder",
+        broker=broker,
+        started=[watch_lag],
+        shutdown=[close, stop_watching],
+        description="Health and metrics only.",
     )
     app.state.settings = settings
     app.state.broker = broker

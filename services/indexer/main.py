@@ -5,12 +5,13 @@ from fastapi import FastAPI
 from contracts.events import IndexPromoted
 from contracts.topics import INDEX_PROMOTED, VECTORS_READY
 from ragbus.bus import Bus, create_broker
+from ragbus.lag import lag_hooks
 from ragbus.service import create_service_app
 from ragbus.store import shared_store
 
 from .routes import router
 from .settings import IndexerSettings, get_settings
-from .subscriber import TRANSIENT, register
+from .subscriber import GROUP, TRANSIENT, register
 
 __all__ = ["create_app", "get_settings"]
 
@@ -30,11 +31,15 @@ def create_app(
         settings,
         runner,
     )
+    watch_lag, stop_watching = lag_hooks(
+        settings.kafka_bootstrap, GROUP, VECTORS_READY, settings.lag_interval_s
+    )
     app = create_service_app(
         "indexer",
         broker=broker,
         routers=[router],
-        shutdown=close,
+        started=[watch_lag],
+        shutdown=[*close, stop_watching],
         description="Index vectors into Qdrant and promote documents.",
     )
     app.state.settings = settings

@@ -28,6 +28,7 @@ from qdrant_client import QdrantClient
 from contracts.topics import CONSUMED, dlq
 from deploy.kafka.launcher import LocalKafka, bootstrap_topics_blocking, free_ports
 from ragbus.eval.datasets import Document
+from ragbus.lag import LagReader
 from ragbus.logs import log_tail
 from tests.conftest import _start_broker
 
@@ -317,19 +318,8 @@ async def partitions_of(bootstrap: str, topics: Sequence[str]) -> list[TopicPart
 
 
 async def _lag(bootstrap: str, group: str, topic: str) -> int:
-    partitions = await partitions_of(bootstrap, [topic])
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await admin.start()
-    await consumer.start()
-    try:
-        ends = await consumer.end_offsets(partitions)
-        committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
-    finally:
-        await consumer.stop()
-        await admin.close()
-    # -1: nothing committed yet on that partition
-    return sum(end - max(committed[tp].offset, 0) for tp, end in ends.items())
+    async with LagReader(bootstrap) as reader:
+        return (await reader.read(group, topic)).total
 
 
 async def _read_all(bootstrap: str, topics: Sequence[str]) -> list[dict[str, Any]]:
