@@ -32,9 +32,17 @@ async def _ingest(args: argparse.Namespace, console: Console) -> int:
         return 1
     ingest_url, status_url = _urls(args)
     started = time.perf_counter()
-    progress_state = api.Progress()
     async with httpx.AsyncClient(headers=api.headers(args.api_key)) as http:
-        connected = asyncio.Event()
+        if not args.wait:
+            uploaded = 0
+            try:
+                async for accepted in api.upload(http, ingest_url, files, args.batch):
+                    uploaded += len(accepted)
+            except (RuntimeError, httpx.HTTPError) as exc:
+                console.print(f"[red]upload failed:[/] {exc}")
+                return 1
+            console.print(f"uploaded {uploaded} documents")
+            return 0
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -52,34 +60,19 @@ async def _ingest(args: argparse.Namespace, console: Console) -> int:
                 states = "  ".join(f"{k.lower()} {v}" for k, v in sorted(outcomes.items()))
                 bar.update(indexing, advance=1, states=states)
 
-            follower = asyncio.create_task(
-                api.follow(http, status_url, progress_state, finished, connected)
-            )
-            if args.wait:
-                await asyncio.wait_for(connected.wait(), timeout=30)
             try:
-                async for accepted in api.upload(http, ingest_url, files, args.batch):
-                    for document in accepted:
-                        if document.get("unchanged"):
-                            finished(progress_state.unchanged(document))
-                            continue
-                        early = progress_state.expect(document["document_id"], document["filename"])
-                        if early is not None:
-                            finished(early)
-                    bar.update(uploading, advance=len(accepted))
+                progress_state = await api.upload_and_follow(
+                    http,
+                    ingest_url,
+                    status_url,
+                    files,
+                    args.batch,
+                    on_final=finished,
+                    on_uploaded=lambda count: bar.update(uploading, advance=count),
+                )
             except (RuntimeError, httpx.HTTPError) as exc:
-                follower.cancel()
                 console.print(f"[red]upload failed:[/] {exc}")
                 return 1
-            progress_state.uploading = False
-            if not args.wait:
-                follower.cancel()
-                console.print(f"uploaded {len(progress_state.expected)} documents")
-                return 0
-            if progress_state.done:
-                follower.cancel()
-            else:
-                await follower
     return _summary(console, progress_state, time.perf_counter() - started)
 
 
@@ -173,6 +166,13 @@ def _parser() -> argparse.ArgumentParser:
     client_options(status)
     evaluation.add_parser(commands)
     dlq.add_parser(commands)
+    model = commands.add_parser(
+        "model", help="build the per-channel int8 embedding model into the cache and verify it"
+    )
+    model.add_argument("action", choices=["build"])
+    model.add_argument(
+        "--cache-dir", type=Path, default=None, help="default ~/.cache/ragbus/models"
+    )
     return parser
 
 
@@ -197,6 +197,11 @@ def main(argv: list[str] | None = None) -> int:
         return evaluation.run(args, console)
     if args.command == "dlq":
         return dlq.run(args, console)
+    if args.command == "model":
+        from ragbus.embedding import convert
+
+        console.print(f"{convert.model_path(args.cache_dir)}  sha256 {convert.MODEL_SHA256}")
+        return 0
     if args.command == "ask":
         from ragbus.ask import ask
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import mimetypes
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,3 +177,59 @@ async def follow(
             on_final(record)
         if progress.expected and progress.done:
             return
+
+
+async def upload_and_follow(
+    client: httpx.AsyncClient,
+    ingest_url: str,
+    status_url: str,
+    files: list[LocalFile],
+    batch_size: int,
+    *,
+    metadata: dict[str, Any] | None = None,
+    on_final: Callable[[dict[str, Any]], None] = lambda record: None,
+    on_uploaded: Callable[[int], None] = lambda count: None,
+    stall_s: float | None = None,
+) -> Progress:
+    """Upload `files` while following the status stream, until every upload is final; or,
+    with `stall_s`, until no upload has finished for that long (the rest stay unfinished in
+    the returned progress). An unchanged upload is final at once: no state change follows it.
+
+    The stream is connected before the first upload, so no state change is missed.
+    """
+    progress = Progress()
+    connected = asyncio.Event()
+    follower = asyncio.create_task(follow(client, status_url, progress, on_final, connected))
+    try:
+        try:
+            await asyncio.wait_for(connected.wait(), timeout=30)
+        except TimeoutError as exc:
+            raise RuntimeError(f"no status stream at {status_url}") from exc
+        async for accepted in upload(client, ingest_url, files, batch_size, metadata):
+            for row in accepted:
+                if row.get("unchanged"):
+                    on_final(progress.unchanged(row))
+                    continue
+                early = progress.expect(row["document_id"], row["filename"])
+                if early is not None:
+                    on_final(early)
+            on_uploaded(len(accepted))
+        progress.uploading = False
+        await _until_done(progress, follower, stall_s)
+    finally:
+        follower.cancel()
+    return progress
+
+
+async def _until_done(
+    progress: Progress, follower: asyncio.Task[None], stall_s: float | None
+) -> None:
+    seen, since = len(progress.final), time.monotonic()
+    while not progress.done and not follower.done():
+        await asyncio.wait({follower}, timeout=1.0)
+        if len(progress.final) != seen:
+            seen, since = len(progress.final), time.monotonic()
+        elif stall_s is not None and time.monotonic() - since > stall_s:
+            return
+    if follower.done():
+        follower.result()  # the stream's own failure, if it had one

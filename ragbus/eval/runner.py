@@ -160,7 +160,6 @@ async def _upload(
     options: Options,
     r: Reporter,
 ) -> api.Progress:
-    progress = api.Progress()
     outcomes: Counter[str] = Counter()
     r.begin("upload", len(documents))
     r.begin("index", len(documents))
@@ -169,10 +168,6 @@ async def _upload(
         outcomes[record["state"]] += 1
         r.advance("index", 1, "  ".join(f"{k.lower()} {v}" for k, v in sorted(outcomes.items())))
 
-    connected = asyncio.Event()
-    follower = asyncio.create_task(
-        api.follow(http, endpoints.status, progress, finished, connected)
-    )
     with tempfile.TemporaryDirectory(prefix="ragbus-eval-") as folder:
         files = []
         for document in documents:
@@ -180,40 +175,17 @@ async def _upload(
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(document.text.encode())
             files.append(api.LocalFile(path, document.filename))
-        try:
-            try:
-                await asyncio.wait_for(connected.wait(), timeout=30)
-            except TimeoutError as exc:
-                raise RuntimeError(f"no status stream at {endpoints.status}") from exc
-            batches = api.upload(
-                http, endpoints.ingest, files, options.upload_batch, metadata=_metadata(name)
-            )
-            async for accepted in batches:
-                for row in accepted:
-                    if row.get("unchanged"):  # on its way already: no state change may follow
-                        finished(progress.unchanged(row))
-                        continue
-                    early = progress.expect(row["document_id"], row["filename"])
-                    if early is not None:
-                        finished(early)
-                r.advance("upload", len(accepted))
-            progress.uploading = False
-            await _until_done(progress, follower, options.stall_s)
-        finally:
-            follower.cancel()
-    return progress
-
-
-async def _until_done(progress: api.Progress, follower: asyncio.Task[None], stall_s: float) -> None:
-    seen, since = len(progress.final), time.monotonic()
-    while not progress.done and not follower.done():
-        await asyncio.wait({follower}, timeout=1.0)
-        if len(progress.final) != seen:
-            seen, since = len(progress.final), time.monotonic()
-        elif time.monotonic() - since > stall_s:
-            return
-    if follower.done():
-        follower.result()  # the stream's own failure, if it had one
+        return await api.upload_and_follow(
+            http,
+            endpoints.ingest,
+            endpoints.status,
+            files,
+            options.upload_batch,
+            metadata=_metadata(name),
+            on_final=finished,
+            on_uploaded=lambda count: r.advance("upload", count),
+            stall_s=options.stall_s,
+        )
 
 
 # ----------------------------------------------------------------------------------- retrieval
