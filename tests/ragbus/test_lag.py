@@ -23,8 +23,11 @@ async def produce(bootstrap: str, topic: str, per_partition: dict[int, int]) -> 
 
 
 async def commit(bootstrap: str, group: str, offsets: dict[TopicPartition, int]) -> None:
-    """Commit offsets for a group that has no member, as a stage would have."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+    """Commit offsets for a group that has no member, as a stage would have. Without
+    auto-commit: on stop it would commit the consumer's own positions over these."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         consumer.assign(list(offsets))
