@@ -75,6 +75,9 @@ class OnnxEmbedder:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.enable_cpu_mem_arena = True
+        # Idle threads sleep instead of spinning: the stages share the cores, and alone it made
+        # no difference (27.9-29.8 chunks/s spinning, 28.3-28.7 not).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session: ort.InferenceSession | None = ort.InferenceSession(
             str(model.path()), sess_options=options, providers=["CPUExecutionProvider"]
         )

@@ -183,24 +183,35 @@ def baseline_latency(
 
 @dataclass(frozen=True)
 class FirstToken:
-    ragbus_ms: list[float]
-    bare_ms: list[float]
+    ragbus_ms: list[float]  # question n through ragbus
+    bare_ms: list[float]  # question n's prompt, straight to the model (one fewer)
+
+    def overhead_ms(self) -> float:
+        """The median over questions of ragbus's time minus the bare model's on the same
+        prompt: prompts differ in length, so only a paired difference isolates ragbus."""
+        return median([r - b for r, b in zip(self.ragbus_ms, self.bare_ms, strict=False)])
 
 
 async def first_token(
-    urls: dict[str, str], llm_url: str, model: str, questions: Sequence[str]
+    urls: dict[str, str],
+    llm_url: str,
+    model: str,
+    questions: Sequence[str],
+    context_passages: int,
 ) -> FirstToken:
     """Time to the first answer token through `/v1/query/stream`, and from the bare language
-    model given the very prompt ragbus built for the same question.
+    model given the very prompt ragbus built for the same question (its first
+    `context_passages` hits, as the query service puts them in the prompt).
 
     Calls alternate so that each one follows a call with other passages: the server keeps the
-    previous prompt's cache, and a repeat of it would skip the prompt's evaluation.
+    previous prompt's cache, and a repeat of it would skip the prompt's evaluation. So question
+    n's prompt goes to the bare model after question n+1 went through ragbus.
     """
     async with httpx.AsyncClient(timeout=300) as http:
         prompts = []
         for question in questions:
             found = await _retrieve(http, urls["query"], question)
-            passages = [Citation.model_validate(c) for c in found]
+            passages = [Citation.model_validate(c) for c in found][:context_passages]
             prompts.append(answer_messages(question, passages))
         via_ragbus: list[float] = []
         bare: list[float] = []
