@@ -38,7 +38,7 @@ from deploy.autoscaler import ReplicaPool, Scaled, ScaleRule, Tick, follows_the_
 from deploy.kafka.launcher import LocalKafka, bootstrap_topics_blocking, fetch_broker, free_ports
 from ragbus.eval.datasets import Document, load_squad
 from ragbus.lag import LagReader
-from ragbus.supervisor import Child
+from ragbus.supervisor import HEALTH_TIMEOUT_S, Child, wait_healthy
 
 REPO = Path(__file__).resolve().parents[1]
 SQUAD_DEV = REPO.parent / "shared" / "data" / "squad" / "dev-v1.1.json"
@@ -105,7 +105,7 @@ class Demo:
         for stage in self.stages:
             stage.pool.scale_to(stage.rule.min_replicas)
         for name, url in self.urls.items():
-            _wait_healthy(name, url)
+            wait_healthy(name, url, HEALTH_TIMEOUT_S)
         self.started = time.monotonic()
 
     def stop(self) -> None:
@@ -316,18 +316,6 @@ def _say(ticks: Sequence[Tick]) -> None:
         f"{t.group.removeprefix('ragbus-')}: lag {t.lag:>5} → {t.replicas} replicas" for t in ticks
     )
     print(f"{ticks[0].t:7.1f} s  {line}", flush=True)
-
-
-def _wait_healthy(name: str, url: str, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{name} is not healthy at {url}")
 
 
 def _environment() -> dict[str, str]:

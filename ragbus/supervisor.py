@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,29 @@ LLM_THREADS = 2
 _LLM_VARS = frozenset({"LLM_URL", "RAGBUS_LLM_URL", "LLM_MODEL", "RAGBUS_LLM_MODEL"})
 
 
+def wait_healthy(
+    name: str,
+    url: str,
+    timeout_s: float,
+    exited: Callable[[], bool] = lambda: False,
+    details: Callable[[], str] = lambda: "",
+) -> None:
+    """Poll `url`/healthz until it answers 200 (the service reached its broker); raise
+    RuntimeError, with `details()` (a log tail), when `exited()` or after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if exited():
+            raise RuntimeError(f"{name} exited during start; {details()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} not healthy at {url} in {timeout_s:.0f} s; {details()}")
+        time.sleep(0.3)
+
+
 def port_of(service: str) -> int:
     module = importlib.import_module(f"services.{service}.settings")
     port: int = module.get_settings().port
@@ -56,6 +80,12 @@ class Child:
     @property
     def name(self) -> str:
         return "+".join(self.services)
+
+    def exited(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
+
+    def log_excerpt(self) -> str:
+        return f"see {self.log_path}:\n{log_tail(self.log_path, 20)}"
 
     def start(self, env: dict[str, str]) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -156,21 +186,13 @@ class Stack:
         deadline = time.monotonic() + HEALTH_TIMEOUT_S
         for child in self.children:
             for service in child.services:
-                url = f"http://127.0.0.1:{port_of(service)}/healthz"
-                while True:
-                    if child.process is not None and child.process.poll() is not None:
-                        raise RuntimeError(
-                            f"{service} exited during start; see {child.log_path}:\n"
-                            + log_tail(child.log_path, 20)
-                        )
-                    try:
-                        if httpx.get(url, timeout=2).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"{service} not healthy at {url}; see {child.log_path}")
-                    time.sleep(0.5)
+                wait_healthy(
+                    service,
+                    f"http://127.0.0.1:{port_of(service)}",
+                    deadline - time.monotonic(),
+                    exited=child.exited,
+                    details=child.log_excerpt,
+                )
 
     def print_urls(self) -> None:
         print("\nragbus is up:", flush=True)

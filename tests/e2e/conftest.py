@@ -4,16 +4,15 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 
 from deploy.kafka.launcher import free_ports
 from ragbus.llm_server import MODEL_ALIAS
+from ragbus.supervisor import wait_healthy
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -42,17 +41,13 @@ class Stack:
             self._wait_healthy(service, services)
 
     def _wait_healthy(self, service: str, group: tuple[str, ...], timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.processes[group].poll() is not None:
-                raise RuntimeError(f"{service} exited:\n{self.log_tail(group)}")
-            try:
-                if httpx.get(f"{self.urls[service]}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"{service} not healthy:\n{self.log_tail(group)}")
+        wait_healthy(
+            service,
+            self.urls[service],
+            timeout,
+            exited=lambda: self.processes[group].poll() is not None,
+            details=lambda: self.log_tail(group),
+        )
 
     def log_tail(self, group: tuple[str, ...]) -> str:
         path = self.data_dir / f"{'+'.join(group)}.log"

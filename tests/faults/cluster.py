@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from deploy.kafka.launcher import LocalKafka, bootstrap_topics_blocking, free_po
 from ragbus.eval.datasets import Document
 from ragbus.lag import LagReader
 from ragbus.logs import log_tail
+from ragbus.supervisor import wait_healthy
 from tests.conftest import _start_broker
 
 from .corpus import REPO, upload_body
@@ -150,19 +152,13 @@ class Cluster:
         deadline = time.monotonic() + timeout
         for name in list(self.processes) if names is None else names:
             process = self.processes[name]
-            while True:
-                if not process.alive():
-                    raise AssertionError(f"{name} exited:\n{self.log_tail(name)}")
-                try:
-                    if httpx.get(f"{process.url}/healthz", timeout=5).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise AssertionError(
-                        f"{name} not healthy in {timeout} s:\n{self.log_tail(name)}"
-                    )
-                time.sleep(0.3)
+            wait_healthy(
+                name,
+                process.url,
+                deadline - time.monotonic(),
+                exited=partial(_exited, process),
+                details=partial(self.log_tail, name),
+            )
 
     def kill(self, name: str) -> None:
         """kill -9: no shutdown hook runs, nothing is flushed or committed on the way out."""
@@ -341,3 +337,7 @@ async def _read_all(bootstrap: str, topics: Sequence[str]) -> list[dict[str, Any
         return values
     finally:
         await consumer.stop()
+
+
+def _exited(process: Process) -> bool:
+    return not process.alive()
