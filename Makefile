@@ -68,14 +68,15 @@ bench: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: install
-	$(BIN)/mypy contracts ragbus services deploy
+	$(BIN)/mypy contracts ragbus ragbus_ops services deploy
 
 ## JSON Schema and AsyncAPI documents generated from the code.
 schemas: install
 	$(BIN)/python -m contracts.schema contracts/schemas
-	$(BIN)/python -m ragbus.asyncapi contracts/asyncapi.json
+	$(BIN)/python -m ragbus_ops.asyncapi contracts/asyncapi.json
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

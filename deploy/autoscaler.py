@@ -136,7 +136,7 @@ class ReplicaPool:
         self.logs.mkdir(parents=True, exist_ok=True)
         with (self.logs / f"{self.service}-{number}.log").open("ab") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "ragbus", "serve", self.service],
+                [sys.executable, "-m", "ragbus_ops", "serve", self.service],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env={**self.env, f"RAGBUS_{self.service.upper()}_PORT": str(port)},

@@ -36,9 +36,9 @@ from contracts.ids import chunk_id
 from contracts.topics import CHUNKS_READY, DOCUMENT_UPLOADED, all_topics
 from deploy.autoscaler import ReplicaPool, Scaled, ScaleRule, Tick, follows_the_rule
 from deploy.kafka.launcher import LocalKafka, bootstrap_topics_blocking, fetch_broker, free_ports
-from ragbus.eval.datasets import Document, load_squad
 from ragbus.lag import LagReader
-from ragbus.supervisor import HEALTH_TIMEOUT_S, Child, wait_healthy
+from ragbus_ops.eval.datasets import Document, load_squad
+from ragbus_ops.supervisor import HEALTH_TIMEOUT_S, Child, wait_healthy
 
 REPO = Path(__file__).resolve().parents[1]
 SQUAD_DEV = REPO.parent / "shared" / "data" / "squad" / "dev-v1.1.json"

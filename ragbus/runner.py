@@ -1,25 +1,23 @@
-"""Serve one or more services' apps in one process (embedded Qdrant storage allows one process)."""
+"""Serve one or more apps in one process until SIGINT/SIGTERM (embedded Qdrant storage admits
+one process, so the indexer and the query service may share one)."""
 
 import asyncio
 import contextlib
-import importlib
 import signal
 from collections.abc import Iterator, Sequence
-from typing import Protocol
+from dataclasses import dataclass
 
 import uvicorn
 from fastapi import FastAPI
 
 from ragbus import logs
-from ragbus.settings import CommonSettings
-
-SERVICES = ("ingest", "chunker", "embedder", "indexer", "query", "status")
 
 
-class ServiceMain(Protocol):
-    def create_app(self, shared: dict[str, object]) -> FastAPI: ...
-
-    def get_settings(self) -> CommonSettings: ...
+@dataclass(frozen=True)
+class Served:
+    app: FastAPI
+    host: str
+    port: int
 
 
 class _Server(uvicorn.Server):
@@ -30,27 +28,21 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _main_module(name: str) -> ServiceMain:
-    if name not in SERVICES:
-        raise SystemExit(f"unknown service {name!r}; choose from {', '.join(SERVICES)}")
-    module: ServiceMain = importlib.import_module(f"services.{name}.main")
-    return module
-
-
-async def serve(names: Sequence[str]) -> None:
-    """Run the named services until SIGINT/SIGTERM; `shared` lets them share one store."""
-    shared: dict[str, object] = {}
-    servers = []
-    for name in names:
-        module = _main_module(name)
-        settings = module.get_settings()
-        logs.configure(settings.log_level)
-        app = module.create_app(shared)
-        port = getattr(settings, "port")  # noqa: B009 - every service's settings have a port
-        config = uvicorn.Config(
-            app, host=settings.host, port=port, log_config=None, access_log=False, lifespan="on"
+async def serve(apps: Sequence[Served]) -> None:
+    """Run every app until SIGINT/SIGTERM, then stop them all."""
+    servers = [
+        _Server(
+            uvicorn.Config(
+                served.app,
+                host=served.host,
+                port=served.port,
+                log_config=None,
+                access_log=False,
+                lifespan="on",
+            )
         )
-        servers.append(_Server(config))
+        for served in apps
+    ]
 
     def stop_all() -> None:
         for server in servers:
@@ -62,5 +54,7 @@ async def serve(names: Sequence[str]) -> None:
     await asyncio.gather(*(server.serve() for server in servers))
 
 
-def main(names: Sequence[str]) -> None:
-    asyncio.run(serve(names))
+def run(apps: Sequence[Served], log_level: str) -> None:
+    """Serve `apps` in this process until SIGINT/SIGTERM, logging JSON lines at `log_level`."""
+    logs.configure(log_level)
+    asyncio.run(serve(apps))

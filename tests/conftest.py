@@ -12,7 +12,7 @@ import pytest
 
 from contracts.topics import DEFAULT_PARTITIONS, all_topics
 from deploy.kafka.launcher import BrokerError, LocalKafka, bootstrap_topics_blocking, free_ports
-from ragbus.llm_server import LlamaServer
+from ragbus_ops.llm_server import LlamaServer
 
 
 def _start_broker(data_dir: Path, attempts: int = 3) -> LocalKafka:

@@ -6,8 +6,8 @@ from fastapi import FastAPI
 
 from contracts.events import ChunksReady
 from contracts.topics import CHUNKS_READY, DOCUMENT_UPLOADED
+from ragbus.adapters.embedding.model_files import load_tokenizer
 from ragbus.bus import Bus, create_broker
-from ragbus.embedding.model_files import load_tokenizer
 from ragbus.lag import lag_hooks
 from ragbus.service import create_service_app
 

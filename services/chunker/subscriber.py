@@ -13,7 +13,7 @@ from contracts.events import DocumentDeleted, DocumentState, UploadOrDelete
 from contracts.ids import sha256_of, version_of
 from contracts.topics import CHUNKS_READY, DOCUMENT_UPLOADED
 from ragbus import metrics
-from ragbus.blobs import BlobError, read_blob
+from ragbus.adapters.blobs import BlobError, read_blob
 from ragbus.bus import ASSIGNMENT, Bus, Record
 
 from .parsers import UnreadableDocument

@@ -4,10 +4,10 @@ from fastapi import FastAPI
 
 from contracts.events import VectorsReady
 from contracts.topics import CHUNKS_READY, VECTORS_READY
+from ragbus.adapters.embedding import create_backend
 from ragbus.bus import Bus, create_broker
-from ragbus.embedding import create_backend
-from ragbus.embedding.backend import EmbeddingBackend, EmbeddingUnavailable
 from ragbus.lag import lag_hooks
+from ragbus.ports import EmbeddingBackend, EmbeddingUnavailable
 from ragbus.service import create_service_app
 
 from .settings import EmbedderSettings, get_settings

@@ -16,7 +16,7 @@ from contracts.events import ChunksOrDelete, ChunksReady, DocumentDeleted, Docum
 from contracts.topics import CHUNKS_READY, VECTORS_READY
 from ragbus import metrics
 from ragbus.bus import ASSIGNMENT, Bus, Record
-from ragbus.embedding.backend import EmbeddingBackend, EmbeddingUnavailable
+from ragbus.ports import EmbeddingBackend, EmbeddingUnavailable
 from ragbus.retry import retry
 
 from .settings import EmbedderSettings

@@ -1,3 +1,6 @@
-from ragbus.runner import main
+from ragbus.runner import Served, run
 
-main(["indexer"])
+from .main import create_app, get_settings
+
+settings = get_settings()
+run([Served(create_app(), settings.host, settings.port)], settings.log_level)

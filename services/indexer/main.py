@@ -4,10 +4,10 @@ from fastapi import FastAPI
 
 from contracts.events import IndexPromoted
 from contracts.topics import INDEX_PROMOTED, VECTORS_READY
+from ragbus.adapters.store import shared_store
 from ragbus.bus import Bus, create_broker
 from ragbus.lag import lag_hooks
 from ragbus.service import create_service_app
-from ragbus.store import shared_store
 
 from .routes import router
 from .settings import IndexerSettings, get_settings

@@ -5,8 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
+from ragbus.adapters.store import StoreRunner
 from ragbus.auth import Tenant
-from ragbus.store import StoreRunner
 
 router = APIRouter(prefix="/v1", tags=["index"])
 

@@ -20,9 +20,10 @@ from qdrant_client.http.exceptions import ResponseHandlingException
 from contracts.events import DocumentDeleted, DocumentState, VectorsOrDelete, VectorsReady
 from contracts.topics import INDEX_PROMOTED, VECTORS_READY
 from ragbus import metrics
+from ragbus.adapters.store import StoreRunner
 from ragbus.bus import ASSIGNMENT, Bus, Record
+from ragbus.ports import Point
 from ragbus.retry import retry
-from ragbus.store import Point, StoreRunner
 
 from .settings import IndexerSettings
 from .transform import promoted, to_points

@@ -2,8 +2,8 @@
 
 from contracts.events import IndexPromoted, VectorsReady
 from contracts.vectors import unpack
+from ragbus.ports import Point, generation_of
 from ragbus.sparse import encode_document
-from ragbus.store import Point, generation_of
 
 
 def to_points(event: VectorsReady) -> list[Point]:

@@ -3,11 +3,12 @@
 from fastapi import FastAPI
 
 from contracts.events import DocumentUploaded
+from contracts.status import DocumentTable
 from contracts.topics import DOCUMENT_UPLOADED
-from ragbus.blobs import BlobStore
-from ragbus.board import StatusBoard, follow
+from ragbus.adapters.blobs import BlobStore
 from ragbus.bus import Bus, create_broker
 from ragbus.service import create_service_app
+from ragbus.status_feed import follow
 
 from .routes import router
 from .settings import IngestSettings, get_settings
@@ -31,6 +32,6 @@ def create_app(
     app.state.blobs = BlobStore(settings.blob_dir)
     app.state.bus = Bus(broker, "ingest", {DOCUMENT_UPLOADED: DocumentUploaded})
     # What the documents are now: tells an unchanged re-upload, and what a tenant may delete.
-    app.state.board = StatusBoard()
+    app.state.board = DocumentTable()
     follow(broker, app.state.board, "ingest")
     return app

@@ -17,10 +17,10 @@ from contracts.events import (
     describe_validation_error,
 )
 from contracts.ids import sha256_of
+from contracts.status import DocumentTable
 from contracts.topics import DOCUMENT_UPLOADED
+from ragbus.adapters.blobs import BlobStore
 from ragbus.auth import Tenant
-from ragbus.blobs import BlobStore
-from ragbus.board import StatusBoard
 from ragbus.bus import Bus
 
 from .settings import IngestSettings
@@ -74,8 +74,8 @@ def get_bus(request: Request) -> Bus:
     return bus
 
 
-def get_board(request: Request) -> StatusBoard:
-    board: StatusBoard = request.app.state.board
+def get_board(request: Request) -> DocumentTable:
+    board: DocumentTable = request.app.state.board
     return board
 
 
@@ -87,7 +87,7 @@ def get_settings(request: Request) -> IngestSettings:
 Store = Annotated[BlobStore, Depends(get_store)]
 Publisher = Annotated[Bus, Depends(get_bus)]
 Settings = Annotated[IngestSettings, Depends(get_settings)]
-Board = Annotated[StatusBoard, Depends(get_board)]
+Board = Annotated[DocumentTable, Depends(get_board)]
 
 _BODIES: dict[str, Any] = {
     "requestBody": {

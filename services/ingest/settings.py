@@ -6,8 +6,6 @@ from pydantic import AliasChoices, Field
 
 from ragbus.settings import CommonSettings
 
-SUPPORTED_EXTENSIONS = frozenset({".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx"})
-
 
 class IngestSettings(CommonSettings):
     port: int = Field(default=8081, validation_alias=AliasChoices("RAGBUS_INGEST_PORT"))

@@ -4,10 +4,9 @@ import unicodedata
 from pathlib import PurePosixPath
 
 from contracts.events import DocumentState, DocumentUploaded, Metadata
+from contracts.formats import SUPPORTED_EXTENSIONS
 from contracts.ids import document_id, upload_version
-from ragbus.lifecycle import DocumentRecord
-
-from .settings import SUPPORTED_EXTENSIONS
+from contracts.status import DocumentRecord
 
 
 class RejectedUpload(ValueError):

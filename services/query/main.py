@@ -5,13 +5,13 @@ import asyncio
 from fastapi import FastAPI
 
 from contracts.events import IndexPromoted
+from ragbus.adapters.embedding import create_backend
+from ragbus.adapters.llm import OpenAiChat
+from ragbus.adapters.rerank import TeiReranker
+from ragbus.adapters.store import shared_store
 from ragbus.bus import create_broker
-from ragbus.embedding import create_backend
-from ragbus.embedding.backend import EmbeddingBackend
-from ragbus.llm import ChatModel, OpenAiChat
-from ragbus.rerank import Reranker, TeiReranker
+from ragbus.ports import ChatModel, EmbeddingBackend, Reranker
 from ragbus.service import create_service_app
-from ragbus.store import shared_store
 
 from . import completions, routes
 from .cache import AnswerCache

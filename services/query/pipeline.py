@@ -14,11 +14,18 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from ragbus import metrics
-from ragbus.embedding.backend import EmbeddingBackend
-from ragbus.llm import ChatModel, LlmError, complete
-from ragbus.rerank import Reranker, RerankError
+from ragbus.adapters.llm import complete
+from ragbus.adapters.store import StoreRunner
+from ragbus.ports import (
+    ChatModel,
+    EmbeddingBackend,
+    Hit,
+    LlmError,
+    Reranker,
+    RerankError,
+    SearchRequest,
+)
 from ragbus.sparse import encode_query
-from ragbus.store import Hit, SearchRequest, StoreRunner
 
 from .cache import AnswerCache
 from .models import Citation, Done, Failure, QueryRequest, RerankInfo, Retrieval, Token

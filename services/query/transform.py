@@ -4,9 +4,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ragbus.llm import Message
+from ragbus.ports import Hit, Message
 from ragbus.sparse import terms
-from ragbus.store import Hit
 
 from .models import Citation
 

@@ -3,10 +3,11 @@
 from fastapi import FastAPI
 
 from contracts.topics import DOCUMENT_STATUS
-from ragbus.board import StatusBoard, follow
 from ragbus.bus import Bus, create_broker
 from ragbus.service import create_service_app
+from ragbus.status_feed import follow
 
+from .board import StatusBoard
 from .routes import router
 from .settings import StatusSettings, get_settings
 

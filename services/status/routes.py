@@ -8,10 +8,10 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from contracts.events import DocumentState
+from contracts.status import DocumentRecord
 from ragbus.auth import Tenant
-from ragbus.board import StatusBoard
-from ragbus.lifecycle import DocumentRecord
 from ragbus.sse import event_stream, frame
+from services.status.board import StatusBoard
 
 router = APIRouter(prefix="/v1/documents", tags=["status"])
 

@@ -23,13 +23,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ragbus.client import LocalFile
-from ragbus.embedding import create_backend
-from ragbus.llm_server import MODEL_ALIAS
+from ragbus.adapters.embedding import create_backend
 from ragbus.settings import CommonSettings
-from ragbus.supervisor import Stack, port_of
+from ragbus_ops.client import LocalFile
+from ragbus_ops.llm_server import MODEL_ALIAS
+from ragbus_ops.supervisor import Stack
 from services.embedder.settings import EmbedderSettings
 from services.query.settings import QuerySettings
+from services.registry import port_of
 
 from . import corpora, measure, report
 

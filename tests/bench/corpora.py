@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contracts.events import DocumentUploaded
-from ragbus.client import LocalFile, collect_files
-from ragbus.embedding.model_files import load_tokenizer
-from ragbus.eval.datasets import load_squad
+from ragbus.adapters.embedding.model_files import load_tokenizer
+from ragbus_ops.client import LocalFile, collect_files
+from ragbus_ops.eval.datasets import load_squad
 from services.chunker.settings import ChunkerSettings
 from services.chunker.transform import chunk_document
 

@@ -1,10 +1,10 @@
 """The embedding model alone, every variant in one run: chunks/s on real 256-token k8s chunks.
 
-Why: the conversion (`ragbus.embedding.convert`) has choices (fusions, int8 weight type, 7-bit
-range, the order of the steps) and so does the session (threads, micro-batch); they are only
+Why: the conversion (`ragbus.adapters.embedding.convert`) has choices (fusions, int8 weight type,
+7-bit range, the order of the steps) and so does the session (threads, micro-batch); they are only
 comparable measured back to back on the same machine and chunks. Each variant embeds the same
-seeded sample through `OnnxEmbedder` (length-sorted micro-batches, mean pooling), as the
-embedder service runs it, with `measure.embedder_limit`.
+seeded sample through `OnnxEmbedder` (length-sorted micro-batches, mean pooling), as the embedder
+service runs it, with `measure.embedder_limit`.
 
     .venv/bin/python -m tests.bench.embedder --chunks 480 --out reports/bench-embedder.json
 """
@@ -20,9 +20,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ragbus.embedding import convert
-from ragbus.embedding.model_files import onnx_model_path
-from ragbus.embedding.onnx_backend import OnnxEmbedder, OnnxModel
+from ragbus.adapters.embedding import convert
+from ragbus.adapters.embedding.model_files import onnx_model_path
+from ragbus.adapters.embedding.onnx_backend import OnnxEmbedder, OnnxModel
 
 from . import corpora, measure
 

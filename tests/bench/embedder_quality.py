@@ -5,7 +5,7 @@
 2. Retrieval: SQuAD dev as `ragbus eval squad` runs it in the dense mode, without a stack: every
    paragraph split by the chunker's transform and embedded, each question embedded, paragraphs
    ranked by their best chunk's cosine (brute force, as embedded Qdrant ranks), scored with the
-   same metric functions (`ragbus.eval.metrics.score_rankings`).
+   same metric functions (`ragbus_ops.eval.metrics.score_rankings`).
 
 Texts are embedded as the services embed them: passages in micro-batches of the embedder's
 `RAGBUS_EMBED_BATCH_SIZE`, questions one at a time (the query service's batch of 1); the int8
@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ragbus.client import LocalFile
-from ragbus.embedding.onnx_backend import OnnxEmbedder, OnnxModel
-from ragbus.eval.datasets import Dataset, load_squad, sample
-from ragbus.eval.metrics import score_rankings
+from ragbus.adapters.embedding.onnx_backend import OnnxEmbedder, OnnxModel
 from ragbus.settings import CommonSettings
+from ragbus_ops.client import LocalFile
+from ragbus_ops.eval.datasets import Dataset, load_squad, sample
+from ragbus_ops.eval.metrics import score_rankings
 
 from . import corpora
 from .embedder import RECIPES, k8s_sample, variants

@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 import orjson
 
-from ragbus import client as api
-from ragbus.embedding.backend import EmbeddingBackend
+from ragbus.adapters.store import QdrantStore
+from ragbus.ports import EmbeddingBackend, SearchRequest
 from ragbus.sparse import encode_query
-from ragbus.store import QdrantStore, SearchRequest
+from ragbus_ops import client as api
 from services.query.models import Citation
 from services.query.transform import answer_messages
 

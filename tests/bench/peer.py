@@ -23,8 +23,8 @@ from llama_index.vector_stores.qdrant import QdrantVectorStore
 from pydantic import PrivateAttr
 from qdrant_client import QdrantClient
 
-from ragbus.client import LocalFile
-from ragbus.embedding.model_files import load_tokenizer, onnx_model_path
+from ragbus.adapters.embedding.model_files import load_tokenizer, onnx_model_path
+from ragbus_ops.client import LocalFile
 
 
 class OnnxMiniLM(BaseEmbedding):

@@ -15,6 +15,8 @@ from contracts.events import (
 )
 from contracts.schema import json_schemas
 
+pytestmark = pytest.mark.unit
+
 SCHEMAS = Path(__file__).resolve().parents[2] / "contracts" / "schemas"
 
 

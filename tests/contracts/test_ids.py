@@ -4,6 +4,8 @@ import pytest
 
 from contracts.ids import chunk_id, document_id, sha256_of, upload_version, version_of
 
+pytestmark = pytest.mark.unit
+
 CONTENT = sha256_of(b"Giraffes sleep two hours a day.")
 
 

@@ -7,6 +7,8 @@ import pytest
 from deploy.autoscaler import ScaleIn, ScaleRule, Tick, desired_replicas, follows_the_rule
 from deploy.scale_demo import write_reports
 
+pytestmark = pytest.mark.unit
+
 RULE = ScaleRule(lag_threshold=40, activation_lag_threshold=5, min_replicas=1, max_replicas=4)
 
 

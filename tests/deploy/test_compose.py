@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 import yaml
 
-from ragbus.runner import SERVICES
+from services.registry import SERVICES
 from tests.deploy.service_settings import default_port, env_names, load_settings, settings_class
+
+pytestmark = pytest.mark.unit
 
 COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from deploy.kafka.launcher import free_ports
-from ragbus.llm_server import MODEL_ALIAS
-from ragbus.supervisor import wait_healthy
+from ragbus_ops.llm_server import MODEL_ALIAS
+from ragbus_ops.supervisor import wait_healthy
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -31,7 +31,7 @@ class Stack:
     def start(self, services: tuple[str, ...]) -> None:
         log = (self.data_dir / f"{'+'.join(services)}.log").open("ab")
         self.processes[services] = subprocess.Popen(
-            [sys.executable, "-m", "ragbus", "serve", *services],
+            [sys.executable, "-m", "ragbus_ops", "serve", *services],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

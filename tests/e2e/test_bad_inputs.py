@@ -33,7 +33,7 @@ from contracts.topics import (
     MAX_MESSAGE_BYTES,
     dlq,
 )
-from ragbus.blobs import BlobStore
+from ragbus.adapters.blobs import BlobStore
 from ragbus.bus import MAX_KEY_CHARS
 from services.chunker.settings import ChunkerSettings
 from services.ingest.settings import IngestSettings

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from contracts.topics import DOCUMENT_UPLOADED
-from ragbus.client import collect_files
+from ragbus_ops.client import collect_files
 
 from .helpers import external_event, index_points, publish_raw, upload, wait_final
 

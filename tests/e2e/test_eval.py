@@ -10,8 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ragbus.eval.datasets import load_squad
-from ragbus.eval.runner import RERANKED, Endpoints, Options, evaluate, write_report
+from ragbus_ops.eval.datasets import load_squad
+from ragbus_ops.eval.runner import RERANKED, Endpoints, Options, evaluate, write_report
 
 pytestmark = pytest.mark.e2e
 

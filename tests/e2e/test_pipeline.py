@@ -221,7 +221,7 @@ def test_the_ingest_command_uploads_a_folder_and_follows_it_to_the_end(stack, tm
         (folder / f"page{n}.md").write_text(f"# Page {n}\n\nPenguins page {n}: they cannot fly.")
     (folder / "image.png").write_bytes(b"\x89PNG")
     command = [
-        *(sys.executable, "-m", "ragbus", "ingest", str(folder)),
+        *(sys.executable, "-m", "ragbus_ops", "ingest", str(folder)),
         *("--ingest-url", stack.urls["ingest"], "--status-url", stack.urls["status"]),
     ]
     env = {**stack.env, "COLUMNS": "400"}  # rich would wrap a long path over two lines

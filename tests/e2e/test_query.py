@@ -110,7 +110,7 @@ async def test_the_openai_sdk_gets_a_streamed_answer(stack, k8s_pages):
 def test_ragbus_ask_streams_the_answer_and_prints_its_sources(stack, k8s_pages):
     filters = [f"--filter={key}={value}" for key, value in SUITE.items()]
     result = subprocess.run(
-        [sys.executable, "-m", "ragbus", "ask", "What is etcd?", *filters,
+        [sys.executable, "-m", "ragbus_ops", "ask", "What is etcd?", *filters,
          "--query-url", stack.urls["query"]],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -123,7 +123,7 @@ def test_ragbus_ask_streams_the_answer_and_prints_its_sources(stack, k8s_pages):
 def test_ragbus_ask_fails_clearly_when_the_service_is_down():
     (port,) = free_ports(1)
     result = subprocess.run(
-        [sys.executable, "-m", "ragbus", "ask", "What is etcd?",
+        [sys.executable, "-m", "ragbus_ops", "ask", "What is etcd?",
          "--query-url", f"http://127.0.0.1:{port}"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip

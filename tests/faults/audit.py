@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from contracts.topics import CHUNKS_READY, DOCUMENT_UPLOADED, VECTORS_READY
-from ragbus.eval.datasets import Document
+from ragbus_ops.eval.datasets import Document
 
 from .cluster import Cluster, StoredPoint
 from .corpus import REPO, Slice

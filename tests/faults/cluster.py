@@ -28,10 +28,10 @@ from qdrant_client import QdrantClient
 
 from contracts.topics import CONSUMED, dlq
 from deploy.kafka.launcher import LocalKafka, bootstrap_topics_blocking, free_ports
-from ragbus.eval.datasets import Document
 from ragbus.lag import LagReader
 from ragbus.logs import log_tail
-from ragbus.supervisor import wait_healthy
+from ragbus_ops.eval.datasets import Document
+from ragbus_ops.supervisor import wait_healthy
 from tests.conftest import _start_broker
 
 from .corpus import REPO, upload_body
@@ -132,7 +132,7 @@ class Cluster:
         process.log_path.parent.mkdir(parents=True, exist_ok=True)
         with process.log_path.open("ab") as log:
             process.popen = subprocess.Popen(
-                [sys.executable, "-m", "ragbus", "serve", process.service],
+                [sys.executable, "-m", "ragbus_ops", "serve", process.service],
                 env={
                     **self.env(),
                     f"RAGBUS_{process.service.upper()}_PORT": str(process.port),

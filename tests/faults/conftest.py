@@ -4,7 +4,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import pytest
 
-from ragbus.eval.datasets import Document
+from ragbus_ops.eval.datasets import Document
 
 from .audit import FaultReport
 from .cluster import Cluster

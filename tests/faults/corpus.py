@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from contracts.ids import sha256_of
-from ragbus.embedding.model_files import load_tokenizer
-from ragbus.eval.datasets import Document, load_squad
+from ragbus.adapters.embedding.model_files import load_tokenizer
+from ragbus_ops.eval.datasets import Document, load_squad
 from services.chunker.settings import ChunkerSettings
 from services.chunker.transform import chunk_document
 from services.ingest.transform import clean_filename, uploaded_event

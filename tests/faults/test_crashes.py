@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ragbus.eval.datasets import Document
+from ragbus_ops.eval.datasets import Document
 
 from .audit import STAGE_GROUPS, conclude, settle, upload, wait_passed
 from .cluster import Cluster

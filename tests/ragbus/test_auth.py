@@ -12,6 +12,8 @@ from ragbus.service import create_service_app
 from ragbus.settings import DEFAULT_TENANT, CommonSettings
 from ragbus.sse import event_stream, frame
 
+pytestmark = pytest.mark.unit
+
 KEYS = {"key-acme": "acme", "key-acme-2": "acme", "key-beta": "beta"}
 
 

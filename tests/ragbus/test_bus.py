@@ -13,6 +13,8 @@ from contracts.topics import MAX_MESSAGE_BYTES
 from ragbus import bus as bus_module
 from ragbus.bus import Bus, _payload
 
+pytestmark = pytest.mark.unit
+
 
 class Unavailable(RuntimeError):
     """A backend that is down for a while."""

@@ -3,12 +3,15 @@
 import asyncio
 import uuid
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import REGISTRY
 
 from contracts.topics import CHUNKS_READY
 from ragbus.lag import LagReader, export_lag
+
+pytestmark = pytest.mark.integration
 
 
 async def produce(bootstrap: str, topic: str, per_partition: dict[int, int]) -> None:

@@ -6,6 +6,8 @@ from ragbus.settings import CommonSettings
 
 from .test_auth import bearer, probe_app
 
+pytestmark = pytest.mark.unit
+
 
 class Clock:
     def __init__(self) -> None:

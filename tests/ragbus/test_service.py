@@ -14,8 +14,8 @@ from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from starlette.routing import Route
 
-from ragbus.embedding import create_backend
-from ragbus.store import StoreRunner
+from ragbus.adapters.embedding import create_backend
+from ragbus.adapters.store import StoreRunner
 from services.chunker import main as chunker
 from services.chunker.settings import ChunkerSettings
 from services.embedder import main as embedder
@@ -28,6 +28,8 @@ from services.query import main as query
 from services.query.settings import QuerySettings
 from services.status import main as status
 from services.status.settings import StatusSettings
+
+pytestmark = pytest.mark.integration
 
 KEYS = "key-acme:acme,key-beta:beta"
 OPEN = {"/healthz", "/metrics"}

@@ -5,6 +5,8 @@ from ragbus.settings import CommonSettings
 from services.ingest.settings import IngestSettings
 from services.query.settings import QuerySettings
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "ragbus.example.com"])
 @pytest.mark.parametrize("settings_class", [CommonSettings, IngestSettings, QuerySettings])

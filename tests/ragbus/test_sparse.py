@@ -2,6 +2,8 @@ import pytest
 
 from ragbus.sparse import K1, encode_document, encode_query, terms
 
+pytestmark = pytest.mark.unit
+
 
 def test_terms_drop_stop_words_and_stem_to_stable_indices():
     assert terms("The pods are running") == terms("pod running")

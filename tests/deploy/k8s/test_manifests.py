@@ -16,9 +16,11 @@ from faststream.kafka import KafkaBroker
 from contracts.events import Stage
 from contracts.topics import all_topics
 from ragbus.bus import Bus
-from ragbus.runner import SERVICES
+from services.registry import SERVICES
 from tests.deploy.k8s.manifests import Manifest, containers, pod_spec, problems, render
 from tests.deploy.service_settings import env_names, load_settings, settings_class
+
+pytestmark = pytest.mark.unit
 
 K8S = Path(__file__).resolve().parents[3] / "deploy" / "k8s"
 LAYOUTS = [K8S / "base", *sorted(p.parent for p in K8S.glob("overlays/*/kustomization.yaml"))]

@@ -29,6 +29,8 @@ from tests.e2e.bad_inputs import (
     zip_bytes,
 )
 
+pytestmark = pytest.mark.unit
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DATA = REPO_ROOT.parent / "shared" / "data"
 FORMATS = DATA / "formats"

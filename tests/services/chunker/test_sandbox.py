@@ -12,6 +12,8 @@ import pytest
 from services.chunker.parsers import Limits, UnreadableDocument, extract_text
 from services.chunker.sandbox import Sandbox, SandboxLimits
 
+pytestmark = pytest.mark.unit
+
 MIB = 1024 * 1024
 
 

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
-from ragbus.embedding.model_files import load_tokenizer
+from ragbus.adapters.embedding.model_files import load_tokenizer
 from services.chunker.parsers import extract_text
 from services.chunker.splitter import SPECIAL_TOKENS, ChunkSpan, split_text
+
+pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 K8S_DOCS = REPO_ROOT.parent / "shared" / "data" / "k8s-docs"

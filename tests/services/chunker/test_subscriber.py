@@ -13,9 +13,11 @@ from contracts.events import (
     StatusUpdate,
 )
 from contracts.topics import CHUNKS_READY, DOCUMENT_STATUS, DOCUMENT_UPLOADED, dlq
-from ragbus.blobs import BlobStore
+from ragbus.adapters.blobs import BlobStore
 from services.chunker.main import create_app
 from services.chunker.settings import ChunkerSettings
+
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture

@@ -2,9 +2,11 @@ import pytest
 
 from contracts.events import DocumentUploaded
 from contracts.ids import chunk_id, sha256_of
-from ragbus.embedding.model_files import load_tokenizer
+from ragbus.adapters.embedding.model_files import load_tokenizer
 from services.chunker.parsers import UnreadableDocument
 from services.chunker.transform import chunk_document
+
+pytestmark = pytest.mark.integration
 
 TEXT = "\n\n".join(
     f"Paragraph {n}. " + "Kafka keeps events ordered per partition. " * 12 for n in range(20)

@@ -7,6 +7,8 @@ from contracts.events import Chunk, ChunksReady
 from contracts.vectors import unpack
 from services.embedder.transform import attach_vectors, texts_of
 
+pytestmark = pytest.mark.unit
+
 
 def chunks_ready(document_id, count, batch=0):
     return ChunksReady(

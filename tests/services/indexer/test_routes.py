@@ -13,6 +13,8 @@ from services.indexer.main import create_app
 from services.indexer.settings import IndexerSettings
 from services.indexer.transform import to_points
 
+pytestmark = pytest.mark.integration
+
 KEYS = "key-acme:acme,key-beta:beta,key-omega:omega"
 DIMENSIONS = 4
 

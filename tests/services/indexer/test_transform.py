@@ -7,6 +7,8 @@ from contracts.events import EmbeddedChunk, VectorsReady
 from contracts.vectors import pack
 from services.indexer.transform import promoted, to_points
 
+pytestmark = pytest.mark.unit
+
 
 def vectors_ready(dimensions=4, vector_dims=4):
     return VectorsReady(

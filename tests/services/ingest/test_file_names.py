@@ -7,6 +7,8 @@ import pytest
 
 from services.ingest.transform import RejectedUpload, check_upload, clean_filename
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     ("raw", "cleaned"),

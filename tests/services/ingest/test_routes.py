@@ -6,6 +6,8 @@ from fastapi.testclient import TestClient
 from services.ingest.main import create_app
 from services.ingest.settings import IngestSettings
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def client(kafka_broker, tmp_path):

@@ -4,7 +4,7 @@ import pytest
 
 from contracts.events import DocumentState
 from contracts.ids import document_id, sha256_of
-from ragbus.lifecycle import DocumentRecord
+from contracts.status import DocumentRecord
 from services.ingest.transform import (
     RejectedUpload,
     check_upload,
@@ -12,6 +12,8 @@ from services.ingest.transform import (
     is_unchanged,
     uploaded_event,
 )
+
+pytestmark = pytest.mark.unit
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ services over a test module's `data_dir` (embedded Qdrant it filled) with its `a
 import httpx
 import pytest
 
-from ragbus.embedding import create_backend
-from ragbus.store import QdrantStore, StoreRunner
+from ragbus.adapters.embedding import create_backend
+from ragbus.adapters.store import QdrantStore, StoreRunner
 from services.query.main import create_app
 from services.query.settings import QuerySettings
 

@@ -3,6 +3,8 @@ from prometheus_client import REGISTRY
 
 from services.query.cache import AnswerCache, normalise_question
 
+pytestmark = pytest.mark.unit
+
 
 class FakeClock:
     def __init__(self) -> None:

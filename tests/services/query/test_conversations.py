@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import pytest
 from faststream.kafka import KafkaBroker
 from prometheus_client import REGISTRY
 
@@ -18,6 +19,8 @@ from ragbus.settings import CommonSettings
 from services.query.cache import AnswerCache
 from services.query.conversations import ConversationLog
 from services.query.subscriber import register
+
+pytestmark = pytest.mark.integration
 
 MAX_TURNS = 3
 

@@ -15,13 +15,15 @@ import pytest
 from contracts.events import IndexPromoted, utcnow
 from contracts.topics import INDEX_PROMOTED
 from deploy.kafka.launcher import free_ports
+from ragbus.adapters.llm import OpenAiChat
+from ragbus.adapters.store import QdrantStore
 from ragbus.bus import create_broker, encode
-from ragbus.llm import Message, OpenAiChat
-from ragbus.rerank import RerankError
+from ragbus.ports import Message, Point, RerankError
 from ragbus.settings import CommonSettings
 from ragbus.sparse import encode_document
-from ragbus.store import Point, QdrantStore
 from services.query.transform import NO_PASSAGES
+
+pytestmark = pytest.mark.integration
 
 KEYS = {"key-acme": "acme", "key-beta": "beta", "key-empty": "gamma"}
 DOCUMENTS = {

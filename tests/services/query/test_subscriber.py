@@ -15,6 +15,8 @@ from services.query.cache import AnswerCache
 from services.query.conversations import ConversationLog
 from services.query.subscriber import register
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture
 def broker():

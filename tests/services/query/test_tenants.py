@@ -22,9 +22,11 @@ import pytest
 from contracts.events import EmbeddedChunk, VectorsReady
 from contracts.ids import chunk_id, document_id, sha256_of, version_of
 from contracts.vectors import pack
-from ragbus.client import headers, sse_events
-from ragbus.store import QdrantStore
+from ragbus.adapters.store import QdrantStore
+from ragbus_ops.client import headers, sse_events
 from services.indexer.transform import to_points
+
+pytestmark = pytest.mark.integration
 
 QUERIES = 10_000
 REPORT = Path(__file__).resolve().parents[3] / "reports" / "tenants.json"

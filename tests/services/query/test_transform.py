@@ -1,6 +1,6 @@
 import pytest
 
-from ragbus.store import Hit
+from ragbus.ports import Hit
 from services.query.transform import (
     NOT_IN_DOCUMENTS,
     Exchange,
@@ -12,6 +12,8 @@ from services.query.transform import (
     rewrite_messages,
     standalone_from,
 )
+
+pytestmark = pytest.mark.unit
 
 HITS = [
     Hit("c1", 0.9, {"document_id": "d1", "source": "a.md", "text": "Pods are the smallest unit."}),

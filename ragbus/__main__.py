@@ -1,3 +1,0 @@
-from ragbus.cli import main
-
-raise SystemExit(main())

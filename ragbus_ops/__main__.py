@@ -1,0 +1,3 @@
+from ragbus_ops.cli import main
+
+raise SystemExit(main())

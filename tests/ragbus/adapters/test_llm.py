@@ -1,0 +1,133 @@
+"""The OpenAI-compatible client against small real HTTP servers that misbehave on purpose."""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import orjson
+import pytest
+
+from deploy.kafka.launcher import free_ports
+from ragbus.adapters.llm import OpenAiChat, complete
+from ragbus.ports import LlmError
+
+pytestmark = pytest.mark.unit
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+@asynccontextmanager
+async def serve(handler: Handler) -> AsyncIterator[str]:
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.close()
+
+
+async def _read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return await reader.readexactly(length)
+
+
+def _stream_response(deltas: list[str]) -> bytes:
+    events = b"".join(
+        b"data: " + orjson.dumps({"choices": [{"delta": {"content": d}}]}) + b"\n\n" for d in deltas
+    )
+    events += b"data: [DONE]\n\n"
+    return (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+        + f"content-length: {len(events)}\r\nconnection: close\r\n\r\n".encode()
+        + events
+    )
+
+
+async def test_deltas_arrive_in_order_and_the_model_name_is_sent():
+    bodies = []
+
+    async def handler(reader, writer):
+        bodies.append(orjson.loads(await _read_request(reader)))
+        writer.write(_stream_response(["Par", "is", " [1]"]))
+        await writer.drain()
+        writer.close()
+
+    async with serve(handler) as url:
+        chat = OpenAiChat(url, "qwen")
+        deltas = [d async for d in chat.stream(MESSAGES, max_tokens=8)]
+        await chat.close()
+    assert deltas == ["Par", "is", " [1]"]
+    assert bodies[0]["model"] == "qwen" and bodies[0]["stream"] is True
+
+
+async def test_overload_is_retried_before_the_first_token():
+    calls = 0
+
+    async def handler(reader, writer):
+        nonlocal calls
+        calls += 1
+        await _read_request(reader)
+        if calls < 3:
+            writer.write(b"HTTP/1.1 503 Busy\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+        else:
+            writer.write(_stream_response(["ok"]))
+        await writer.drain()
+        writer.close()
+
+    async with serve(handler) as url:
+        chat = OpenAiChat(url, "m", retries=2, backoff_s=0.01)
+        assert await complete(chat, MESSAGES, max_tokens=4) == "ok"
+        await chat.close()
+    assert calls == 3
+
+
+async def test_an_unreachable_server_fails_with_a_reason():
+    (port,) = free_ports(1)
+    chat = OpenAiChat(f"http://127.0.0.1:{port}/v1", "m", retries=1, backoff_s=0.01)
+    with pytest.raises(LlmError, match="unreachable"):
+        await complete(chat, MESSAGES, max_tokens=4)
+    await chat.close()
+
+
+async def test_a_silent_server_times_out_instead_of_hanging():
+    async def handler(reader, writer):
+        await _read_request(reader)
+        await asyncio.sleep(30)
+
+    async with serve(handler) as url:
+        chat = OpenAiChat(url, "m", delta_timeout_s=0.5, total_timeout_s=1.5, retries=5)
+        started = time.monotonic()
+        with pytest.raises(LlmError):
+            await complete(chat, MESSAGES, max_tokens=4)
+        assert time.monotonic() - started < 5
+        await chat.close()
+
+
+async def test_a_refused_request_is_not_retried():
+    calls = 0
+
+    async def handler(reader, writer):
+        nonlocal calls
+        calls += 1
+        await _read_request(reader)
+        body = b'{"error": "context too long"}'
+        writer.write(
+            b"HTTP/1.1 400 Bad Request\r\n"
+            + f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+        writer.close()
+
+    async with serve(handler) as url:
+        chat = OpenAiChat(url, "m", retries=3, backoff_s=0.01)
+        with pytest.raises(LlmError, match="context too long"):
+            await complete(chat, MESSAGES, max_tokens=4)
+        await chat.close()
+    assert calls == 1

@@ -1,0 +1,249 @@
+"""The Qdrant adapter on real embedded storage: dense, sparse and fused search, tenants, filters,
+and the swap of document versions (written not live, promoted, replaced, deleted)."""
+
+import uuid
+
+import pytest
+from qdrant_client import models as qm
+
+from ragbus.adapters.store import REGISTRY_SUFFIX, QdrantStore
+from ragbus.ports import Point, SearchRequest
+from ragbus.sparse import encode_document, encode_query
+
+pytestmark = pytest.mark.unit
+
+PASSAGES = {
+    # (tenant, text, dense vector, metadata)
+    "a1": ("acme", "The scheduler assigns pods to nodes.", [1.0, 0.0, 0.0, 0.0], {"team": "x"}),
+    "a2": ("acme", "Etcd stores the cluster state.", [0.0, 1.0, 0.0, 0.0], {"team": "y"}),
+    "a3": ("acme", "Kubelet runs containers on a node.", [0.0, 0.0, 1.0, 0.0], {"team": "x"}),
+    "b1": ("beta", "The scheduler assigns pods to nodes.", [1.0, 0.0, 0.0, 0.0], {"team": "x"}),
+    "b2": ("beta", "Secrets hold passwords and tokens.", [0.0, 0.0, 0.0, 1.0], {"team": "x"}),
+}
+
+
+def _id(name: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = QdrantStore.connect(None, tmp_path / "qdrant", "ragbus")
+    store.ensure_collection(4)
+    store.upsert(
+        [
+            Point(
+                id=_id(name),
+                vector=vector,
+                sparse=encode_document(text),
+                payload={
+                    "tenant_id": tenant,
+                    "document_id": name,
+                    "version": "v1",
+                    "text": text,
+                    "metadata": metadata,
+                },
+            )
+            for name, (tenant, text, vector, metadata) in PASSAGES.items()
+        ]
+    )
+    for name in PASSAGES:
+        store.promote(name, "v1")
+    yield store
+    store.close()
+
+
+def _version_points(document, version, uploaded_at, texts, tenant="acme"):
+    return [
+        Point(
+            id=_id(f"{document}/{version}/{ordinal}"),
+            vector=[1.0, 0.0, 0.0, 0.0],
+            sparse=encode_document(text),
+            payload={
+                "tenant_id": tenant,
+                "document_id": document,
+                "version": version,
+                "uploaded_at": uploaded_at,
+                "text": text,
+            },
+        )
+        for ordinal, text in enumerate(texts)
+    ]
+
+
+def _texts(store, document="doc"):
+    hits = store.search(SearchRequest("acme", 50, dense=[1.0, 0.0, 0.0, 0.0]))
+    return sorted(hit.payload["text"] for hit in hits if hit.payload["document_id"] == document)
+
+
+def _names(hits):
+    return [hit.payload["document_id"] for hit in hits]
+
+
+@pytest.mark.parametrize("mode", ["dense", "sparse", "hybrid"])
+@pytest.mark.parametrize("tenant", ["acme", "beta"])
+def test_a_tenant_never_gets_another_tenants_chunks(store, mode, tenant):
+    question = "which component assigns pods to nodes and stores state and secrets"
+    request = SearchRequest(
+        tenant,
+        limit=10,
+        dense=[0.5, 0.5, 0.5, 0.5] if mode != "sparse" else None,
+        sparse=encode_query(question) if mode != "dense" else None,
+    )
+    hits = store.search(request)
+    assert hits
+    assert {hit.payload["tenant_id"] for hit in hits} == {tenant}
+
+
+def test_sparse_search_ranks_by_shared_terms(store):
+    query = encode_query("where is cluster state kept")
+    hits = store.search(SearchRequest("acme", 3, sparse=query))
+    assert _names(hits)[0] == "a2"
+
+
+def test_hybrid_fuses_both_rankings(store):
+    # Dense points at a3, the words at a2: both must be in the fused top two.
+    request = SearchRequest(
+        "acme", 2, dense=[0.0, 0.0, 1.0, 0.0], sparse=encode_query("etcd cluster state")
+    )
+    assert set(_names(store.search(request))) == {"a2", "a3"}
+
+
+def test_metadata_filters_match_exactly(store):
+    request = SearchRequest(
+        "acme", 10, dense=[0.0, 1.0, 0.0, 0.0], filters={"team": "x"}, sparse=None
+    )
+    assert set(_names(store.search(request))) == {"a1", "a3"}
+
+
+def test_nothing_to_search_with_gives_nothing(store):
+    assert store.search(SearchRequest("acme", 5, sparse=encode_query("the of and"))) == []
+
+
+def test_generation_follows_the_alias(store, tmp_path):
+    assert store.generation() == 1
+    empty = QdrantStore.connect(None, tmp_path / "empty", "ragbus")
+    assert empty.generation() == 0
+    empty.close()
+
+
+def test_a_collection_without_sparse_vectors_is_refused_with_a_reason(tmp_path):
+    store = QdrantStore.connect(None, tmp_path / "old", "ragbus")
+    store.client.create_collection(
+        "ragbus_g1", vectors_config=qm.VectorParams(size=4, distance=qm.Distance.COSINE)
+    )
+    store.client.update_collection_aliases(
+        change_aliases_operations=[
+            qm.CreateAliasOperation(
+                create_alias=qm.CreateAlias(collection_name="ragbus_g1", alias_name="ragbus")
+            )
+        ]
+    )
+    with pytest.raises(ValueError, match="re-ingest"):
+        store.ensure_collection(4)
+    store.close()
+
+
+def test_a_version_is_searched_only_once_promoted(store):
+    store.upsert(_version_points("doc", "v1", "2026-01-01T00:00:00", ["old one", "old two"]))
+    assert _texts(store) == []
+    assert store.promote("doc", "v1") == 0
+    assert _texts(store) == ["old one", "old two"]
+
+
+def test_a_new_version_replaces_the_old_one_at_once(store):
+    store.upsert(_version_points("doc", "v1", "2026-01-01T00:00:00", ["old one", "old two"]))
+    store.promote("doc", "v1")
+    # While the new version is written, searches still see the whole old one, and only it.
+    store.upsert(_version_points("doc", "v2", "2026-01-02T00:00:00", ["new one"]))
+    assert _texts(store) == ["old one", "old two"]
+    assert store.count("doc") == 3
+    assert store.promote("doc", "v2") == 2
+    assert _texts(store) == ["new one"]
+    assert store.count("doc") == 1
+
+
+def test_a_replayed_batch_of_the_live_version_stays_live(store):
+    points = _version_points("doc", "v1", "2026-01-01T00:00:00", ["old one", "old two"])
+    store.upsert(points)
+    store.promote("doc", "v1")
+    store.upsert(points[1:])
+    assert _texts(store) == ["old one", "old two"]
+
+
+def test_an_older_version_completing_late_is_dropped_not_served(store):
+    store.upsert(_version_points("doc", "v2", "2026-01-02T00:00:00", ["new one"]))
+    store.promote("doc", "v2")
+    store.upsert(_version_points("doc", "v1", "2026-01-01T00:00:00", ["old one"]))
+    assert store.promote("doc", "v1") is None
+    assert _texts(store) == ["new one"]
+    assert store.count("doc") == 1
+
+
+def test_a_deleted_document_leaves_no_point_and_spares_other_tenants(store):
+    store.upsert(_version_points("doc", "v1", "2026-01-01T00:00:00", ["one", "two"]))
+    store.upsert(_version_points("doc", "v2", "2026-01-02T00:00:00", ["three"]))
+    assert store.delete_document("doc", "beta") == 0
+    assert store.delete_document("doc", "acme") == 3
+    assert store.count("doc") == 0
+
+
+def test_a_promotion_cut_off_before_its_registry_update_completes_when_redone(store):
+    store.upsert(_version_points("doc", "v1", "2026-01-01T00:00:00", ["old one", "old two"]))
+    store.promote("doc", "v1")
+    store.upsert(_version_points("doc", "v2", "2026-01-02T00:00:00", ["new one"]))
+    before = store._registered(["doc"])["doc"]
+    store.promote("doc", "v2")
+    store._register([before])  # as if the indexer died between the swap and the registry write
+
+    assert store.promote("doc", "v2") == 0  # the old points are gone already
+    assert _texts(store) == ["new one"]
+    assert store.count("doc") == store.count("doc", "v2") == 1
+    assert store._registered(["doc"])["doc"].versions.keys() == {"v2"}
+
+
+def test_a_document_id_of_another_tenant_is_not_deleted(store):
+    store.upsert(_version_points("doc", "v1", "2026-01-01T00:00:00", ["one"], tenant="beta"))
+    assert store.delete_document("doc", "acme") == 0
+    assert store.count("doc") == 1
+
+
+def test_index_info_counts_one_tenants_points_and_documents(store):
+    everything, acme = store.info(), store.info("acme")
+    assert (everything.points, everything.documents) == (5, 5)
+    assert (acme.points, acme.documents) == (3, 3)
+    assert store.info("nobody").points == 0
+
+
+def test_points_without_the_live_flag_are_refused_with_a_reason(tmp_path):
+    store = QdrantStore.connect(None, tmp_path / "unflagged", "ragbus")
+    store.ensure_collection(4)
+    (point,) = _version_points("doc", "v1", "2026-01-01T00:00:00", ["text"])
+    store.client.upsert(
+        "ragbus",
+        [
+            qm.PointStruct(
+                id=point.id,
+                vector={
+                    "dense": list(point.vector),
+                    "sparse": qm.SparseVector(indices=[1], values=[1.0]),
+                },
+                payload=point.payload,
+            )
+        ],
+    )
+    reopened = QdrantStore(store.client, "ragbus")
+    with pytest.raises(ValueError, match="live"):
+        reopened.ensure_collection(4)
+    store.close()
+
+
+def test_points_without_a_document_registry_are_refused_with_a_reason(tmp_path):
+    store = QdrantStore.connect(None, tmp_path / "unregistered", "ragbus")
+    collection = store.ensure_collection(4)
+    store.upsert(_version_points("doc", "v1", "2026-01-01T00:00:00", ["text"]))
+    store.client.delete_collection(collection + REGISTRY_SUFFIX)
+    reopened = QdrantStore(store.client, "ragbus")
+    with pytest.raises(ValueError, match="no document registry"):
+        reopened.ensure_collection(4)
+    store.close()
