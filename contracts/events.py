@@ -9,7 +9,7 @@ major version instead of guessing.
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeAlias
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, field_validator
@@ -248,19 +248,20 @@ def _deleted_or_main(value: Any) -> str:
 
 
 _DELETED = Annotated[DocumentDeleted, Tag("deleted")]
-# What each topic that carries tombstones holds: its own event, or a `DocumentDeleted`.
-UploadOrDelete = TypeAdapter(
-    Annotated[Annotated[DocumentUploaded, Tag("main")] | _DELETED, Discriminator(_deleted_or_main)]
-)
-ChunksOrDelete = TypeAdapter(
-    Annotated[Annotated[ChunksReady, Tag("main")] | _DELETED, Discriminator(_deleted_or_main)]
-)
-VectorsOrDelete = TypeAdapter(
-    Annotated[Annotated[VectorsReady, Tag("main")] | _DELETED, Discriminator(_deleted_or_main)]
-)
-PromotedOrDelete = TypeAdapter(
-    Annotated[Annotated[IndexPromoted, Tag("main")] | _DELETED, Discriminator(_deleted_or_main)]
-)
+# What each topic that carries tombstones holds: its own event, or a `DocumentDeleted`
+# (`TypeAdapter(UploadOrDelete).validate_json(…)` reads one).
+UploadOrDelete: TypeAlias = Annotated[
+    Annotated[DocumentUploaded, Tag("main")] | _DELETED, Discriminator(_deleted_or_main)
+]
+ChunksOrDelete: TypeAlias = Annotated[
+    Annotated[ChunksReady, Tag("main")] | _DELETED, Discriminator(_deleted_or_main)
+]
+VectorsOrDelete: TypeAlias = Annotated[
+    Annotated[VectorsReady, Tag("main")] | _DELETED, Discriminator(_deleted_or_main)
+]
+PromotedOrDelete: TypeAlias = Annotated[
+    Annotated[IndexPromoted, Tag("main")] | _DELETED, Discriminator(_deleted_or_main)
+]
 
 
 EVENT_TYPES: dict[str, type[BaseModel]] = {

@@ -15,7 +15,8 @@ import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TypeAlias, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeAlias, TypeVar
 
 import orjson
 from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
@@ -46,7 +47,7 @@ from ragbus.settings import CommonSettings
 
 log = logging.getLogger(__name__)
 
-E = TypeVar("E", bound=BaseModel)
+E = TypeVar("E")
 Record: TypeAlias = "ConsumerRecord[bytes | None, bytes | None]"
 
 # Stage groups keep their partitions across a rebalance where they can (aiokafka speaks only the
@@ -74,6 +75,26 @@ KEPT_PAYLOAD_BYTES = 64 * 1024
 MAX_KEY_CHARS = 256
 MAX_REASON_CHARS = 4096
 LETTERS = uuid.UUID("0b5d2f64-3c1e-4f0a-9a57-6f1d8c2e4b90")
+
+
+@dataclass(frozen=True)
+class Delivery(Generic[E]):
+    """A valid event and the record it came in."""
+
+    record: Record
+    event: E
+
+
+def status_update(about: Event, stage: Stage, state: DocumentState, **fields: Any) -> StatusUpdate:
+    """What `stage` says of the document `about` refers to."""
+    return StatusUpdate(
+        document_id=about.document_id,
+        tenant_id=about.tenant_id,
+        trace_id=about.trace_id,
+        stage=stage,
+        state=state,
+        **{"version": getattr(about, "version", None), **fields},
+    )
 
 
 def create_broker(settings: CommonSettings, client_id: str) -> KafkaBroker:
@@ -153,25 +174,17 @@ class Bus:
 
     async def report(self, about: Event, state: DocumentState, **fields: Any) -> StatusUpdate:
         """Publish a status update about the document `about` refers to; return it."""
-        update = StatusUpdate(
-            document_id=about.document_id,
-            tenant_id=about.tenant_id,
-            trace_id=about.trace_id,
-            stage=self.stage,
-            state=state,
-            **{"version": getattr(about, "version", None), **fields},
-        )
+        update = status_update(about, self.stage, state, **fields)
         await self.publish(DOCUMENT_STATUS, [update])
         return update
 
     async def decode(self, record: Record, model: type[E] | TypeAdapter[E]) -> E | None:
         """Validate a record as `model`; dead-letter it and return None when it is not one."""
+        adapter = model if isinstance(model, TypeAdapter) else TypeAdapter(model)
         try:
             if record.value is None:
                 raise ValueError("empty message (no value)")
-            if isinstance(model, TypeAdapter):
-                return model.validate_json(record.value)
-            return model.model_validate_json(record.value)
+            return adapter.validate_json(record.value)
         except (ValidationError, ValueError) as exc:
             reason = (
                 describe_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
@@ -235,19 +248,21 @@ class Bus:
             await self.publish(DOCUMENT_STATUS, [update])
 
     async def process(
-        self, records: Sequence[Record], handle: Callable[[Sequence[Record]], Awaitable[None]]
+        self,
+        batch: Sequence["Delivery[E]"],
+        handle: Callable[[Sequence["Delivery[E]"]], Awaitable[None]],
     ) -> None:
-        """Run `handle` on a batch of records, guarded; a batch that failed before runs one
-        record at a time, so a poison record is found and dead-lettered alone."""
-        runs = [[record] for record in records] if self.failed_before(records) else [records]
+        """Run `handle` on a batch of deliveries, guarded; a batch that failed before runs one
+        delivery at a time, so a poison record is found and dead-lettered alone."""
+        runs = [[item] for item in batch] if self.failed_before(batch) else [batch]
         for run in runs:
-            async with self.guarded(run):
+            async with self.guarded([item.record for item in run]):
                 await handle(run)
 
-    def failed_before(self, records: Sequence[Record]) -> bool:
-        """Whether any of `records` failed here before: a batch that failed is retried one
+    def failed_before(self, batch: Sequence["Delivery[Any]"]) -> bool:
+        """Whether any record of `batch` failed here before: a batch that failed is retried one
         record at a time, so only the poison record is dead-lettered."""
-        return any(_position(record) in self._failures for record in records)
+        return any(_position(item.record) in self._failures for item in batch)
 
     @asynccontextmanager
     async def guarded(self, records: Sequence[Record]) -> AsyncIterator[None]:

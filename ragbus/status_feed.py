@@ -4,41 +4,35 @@
 committing nothing: the topic is the state, and folding it again rebuilds the table.
 """
 
-from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
-from pydantic import ValidationError
 
 from contracts.events import Stage, StatusUpdate
 from contracts.status import DocumentTable
 from contracts.topics import DOCUMENT_STATUS
 from ragbus import metrics
-from ragbus.bus import Bus, Record
+from ragbus.bus import Bus
+from ragbus.stage import subscribe
+
+# Updates folded per poll while replaying the topic.
+REPLAY_BATCH = 500
 
 
 def follow(broker: KafkaBroker, table: DocumentTable, stage: Stage, bus: Bus | None = None) -> None:
     """Fold every record of `document.status` into `table`. A bad record is dead-lettered
     through `bus` (by the status service, which owns the topic's DLQ), else skipped."""
 
-    @broker.subscriber(
+    @subscribe(
+        broker,
         DOCUMENT_STATUS,
-        group_id=None,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.MANUAL,  # no group, nothing to commit
+        StatusUpdate,
+        stage=stage,
+        bus=bus,
+        group=None,
+        max_records=REPLAY_BATCH,
         title=f"{stage}:status",
         description="Fold every stage's status updates into per-document state.",
     )
-    async def on_status_update(message: KafkaMessage) -> None:
-        record: Record = message.raw_message
-        if bus is not None:
-            update = await bus.decode(record, StatusUpdate)
-        else:
-            try:
-                update = StatusUpdate.model_validate_json(record.value or b"")
-            except ValidationError:
-                update = None
-        if update is None:
-            metrics.MESSAGES.labels(stage, DOCUMENT_STATUS, "invalid").inc()
-            return
-        metrics.MESSAGES.labels(stage, DOCUMENT_STATUS, "ok").inc()
-        table.apply(update)
+    async def on_status_updates(updates: list[StatusUpdate]) -> None:
+        for update in updates:
+            table.apply(update)
+        metrics.MESSAGES.labels(stage, DOCUMENT_STATUS, "ok").inc(len(updates))

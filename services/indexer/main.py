@@ -9,9 +9,10 @@ from ragbus.bus import Bus, create_broker
 from ragbus.lag import lag_hooks
 from ragbus.service import create_service_app
 
+from .handlers import TRANSIENT
 from .routes import router
 from .settings import IndexerSettings, get_settings
-from .subscriber import GROUP, TRANSIENT, register
+from .subscriber import GROUP, register
 
 __all__ = ["create_app", "get_settings"]
 

@@ -13,20 +13,19 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel
 
 from contracts.events import (
     Conversation,
     IndexPromoted,
     PromotedOrDelete,
-    describe_validation_error,
 )
 from contracts.topics import INDEX_PROMOTED, QUERY_CONVERSATIONS
 from ragbus import metrics
 from ragbus.bus import Record
+from ragbus.stage import deliveries, subscribe
 
 from .cache import AnswerCache
 from .conversations import ConversationLog
@@ -120,22 +119,25 @@ def register(
     """Subscribe the query service to `index.promoted` and `query.conversations`; the returned
     `Replay` says when both are in place after a start. `on_promoted` sees every promotion (the
     service follows the serving generation with it)."""
-    promotions = broker.subscriber(
+    promotions = subscribe(
+        broker,
         INDEX_PROMOTED,
-        group_id=None,
+        PromotedOrDelete,
+        stage=STAGE,
+        bus=None,
+        group=None,
+        max_records=100,
         # A starting replica's cache is empty: earlier promotions change nothing in it.
-        auto_offset_reset="latest",
-        ack_policy=AckPolicy.MANUAL,  # no group, nothing to commit
+        offset_reset="latest",
         title="query:cache",
         description="Drop the cached answers: the index changed.",
     )
 
     @promotions
-    async def on_index_promoted(message: KafkaMessage) -> None:
+    async def on_index_promoted(events: list[PromotedOrDelete]) -> None:
         # Any record here means the index changed, so even one that cannot be read clears.
         dropped = cache.clear()
-        event = _decode(message.raw_message, PromotedOrDelete)
-        if event is not None:
+        for event in events:
             if isinstance(event, IndexPromoted):
                 on_promoted(event)
             metrics.MESSAGES.labels(STAGE, INDEX_PROMOTED, "ok").inc()
@@ -150,45 +152,37 @@ def register(
                 },
             )
 
-    replayed = broker.subscriber(
+    replayed = subscribe(
+        broker,
         QUERY_CONVERSATIONS,
-        group_id=None,
-        auto_offset_reset="earliest",  # the compacted topic is the history: read all of it
-        ack_policy=AckPolicy.MANUAL,  # no group, nothing to commit
+        Conversation | None,
+        stage=STAGE,
+        bus=None,
+        group=None,
+        max_records=500,
         title="query:history",
-        description="Replay every conversation into this replica's memory, then follow it.",
+        description="Replay every conversation into this replica's memory, then follow it "
+        "(a null value is a tombstone: the conversation is forgotten).",
     )
     replay = Replay(lambda: replayed.consumer, lambda: promotions.consumer)
 
     @replayed
-    async def on_conversation(message: KafkaMessage) -> None:
-        record: Record = message.raw_message
-        try:
-            if record.value is None:
+    async def on_conversations(events: list[Conversation | None], message: KafkaMessage) -> None:
+        for delivery in deliveries(message):
+            record, conversation = delivery.record, delivery.event
+            if conversation is None:
                 if record.key is not None:
                     conversations.forget(record.key.decode(errors="replace"))
                     metrics.MESSAGES.labels(STAGE, QUERY_CONVERSATIONS, "tombstone").inc()
-            elif (conversation := _decode(record, Conversation)) is not None:
-                if record.key == conversation.key.encode():
-                    conversations.apply(conversation)
-                    metrics.MESSAGES.labels(STAGE, QUERY_CONVERSATIONS, "ok").inc()
-                else:
-                    _invalid(record, f"key {record.key!r} is not {conversation.key!r}")
-        finally:
+            elif record.key == conversation.key.encode():
+                conversations.apply(conversation)
+                metrics.MESSAGES.labels(STAGE, QUERY_CONVERSATIONS, "ok").inc()
+            else:
+                _invalid(record, f"key {record.key!r} is not {conversation.key!r}")
+        for record in message.raw_message:
             replay.applied(record)  # even a record that failed is behind us
 
     return replay
-
-
-def _decode(record: Record, model: type[M] | TypeAdapter[M]) -> M | None:
-    """`record` as a `model`, or None when it is not one (logged and counted)."""
-    try:
-        if isinstance(model, TypeAdapter):
-            return model.validate_json(record.value or b"")
-        return model.model_validate_json(record.value or b"")
-    except ValidationError as exc:
-        _invalid(record, describe_validation_error(exc))
-        return None
 
 
 def _invalid(record: Record, reason: str) -> None:

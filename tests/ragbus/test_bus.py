@@ -11,7 +11,7 @@ from faststream.kafka import KafkaBroker
 
 from contracts.topics import MAX_MESSAGE_BYTES
 from ragbus import bus as bus_module
-from ragbus.bus import Bus, _payload
+from ragbus.bus import Bus, Delivery, _payload
 
 pytestmark = pytest.mark.unit
 
@@ -29,8 +29,10 @@ class RecordingBus(Bus):
         self.letters.append((record.offset, reason, attempts))
 
 
-def record(offset: int) -> ConsumerRecord:
-    return ConsumerRecord("chunks.ready", 0, offset, 0, 0, b"doc", b"{}", None, 3, 2, ())
+def record(offset: int) -> Delivery[None]:
+    return Delivery(
+        ConsumerRecord("chunks.ready", 0, offset, 0, 0, b"doc", b"{}", None, 3, 2, ()), None
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -75,8 +77,8 @@ async def test_a_failed_batch_is_retried_one_record_at_a_time_so_only_the_poison
     handled: list[list[int]] = []
 
     async def poison_at_5(records):
-        handled.append([r.offset for r in records])
-        if any(r.offset == 5 for r in records):
+        handled.append([r.record.offset for r in records])
+        if any(r.record.offset == 5 for r in records):
             raise ValueError("bad chunk")
 
     batch = [record(4), record(5), record(6)]

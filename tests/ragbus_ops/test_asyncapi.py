@@ -1,9 +1,13 @@
+from pathlib import Path
+
+import orjson
 import pytest
 
 from contracts.topics import CONSUMED, DOCUMENT_STATUS, all_topics, dlq
 from ragbus_ops.asyncapi import document
 
 pytestmark = pytest.mark.integration
+COMMITTED = Path(__file__).parents[2] / "contracts" / "asyncapi.json"
 
 
 def test_the_asyncapi_document_covers_every_topic_and_event():
@@ -20,3 +24,18 @@ def test_the_asyncapi_document_covers_every_topic_and_event():
         "StatusUpdate",
         "DeadLetter",
     } <= set(schemas)
+
+
+def test_every_subscriber_declares_its_payload_and_the_committed_document_is_current():
+    spec = document()
+    schemas = spec["components"]["schemas"]
+    for name, message in spec["components"]["messages"].items():
+        ref = message["payload"]["$ref"].rsplit("/", 1)[-1]
+        assert ref != "EmptyPayload" and ref in schemas, name
+        payload = schemas[ref]
+        if name.endswith("SubscribeMessage"):  # a batch of the topic's events
+            assert payload["type"] == "array" and payload["items"], name
+    committed = orjson.loads(COMMITTED.read_bytes())
+    assert committed == orjson.loads(orjson.dumps(spec)), (
+        "contracts/asyncapi.json is stale: run `make schemas`"
+    )

@@ -1,0 +1,63 @@
+"""The chunker's rules: a `document.uploaded` event in, `chunks.ready` events out (tombstones
+passed on), an unreadable blob or document refused with its reason."""
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+
+from contracts.events import (
+    ChunksReady,
+    DocumentDeleted,
+    DocumentState,
+    DocumentUploaded,
+    UploadOrDelete,
+)
+from contracts.ids import sha256_of, version_of
+from contracts.topics import CHUNKS_READY, DOCUMENT_UPLOADED
+from ragbus import metrics
+from ragbus.adapters.blobs import BlobError
+from ragbus.stage import Outcome
+
+from .parsers import UnreadableDocument
+
+ReadBlob = Callable[[str], bytes]
+"""The bytes behind a blob URI (raises `BlobError`)."""
+Split = Callable[[DocumentUploaded, bytes], list[ChunksReady]]
+"""A document's chunks, in batches (raises `UnreadableDocument`)."""
+
+
+async def chunk_all(events: Sequence[UploadOrDelete], read: ReadBlob, split: Split) -> Outcome:
+    outcome = Outcome("chunker")
+    for event in events:
+        if isinstance(event, DocumentDeleted):
+            outcome.publish(CHUNKS_READY, event)
+        else:
+            await chunk(event, read, split, outcome)
+    return outcome
+
+
+async def chunk(event: DocumentUploaded, read: ReadBlob, split: Split, outcome: Outcome) -> None:
+    """Read the document's blob, parse and split it (both off the event loop)."""
+    started = time.perf_counter()
+    try:
+        data = await asyncio.to_thread(read, event.blob_uri)
+    except BlobError as exc:
+        outcome.reject(event, str(exc), type(exc).__name__, event.version)
+        return
+    # Producers may leave the version out; the status needs it to tell versions apart.
+    version = event.version or version_of(sha256_of(data))
+    outcome.report(event, DocumentState.CHUNKING, filename=event.filename, version=version)
+    try:
+        batches = await asyncio.to_thread(split, event, data)
+    except UnreadableDocument as exc:
+        outcome.reject(event, str(exc), type(exc).__name__, version)
+        return
+    # Reported before the chunks go out, so it reaches document.status before the embedder's
+    # update about them.
+    outcome.report(
+        batches[0], DocumentState.EMBEDDING, filename=event.filename, chunks=batches[0].total_chunks
+    )
+    outcome.publish(CHUNKS_READY, *batches)
+    metrics.STAGE_SECONDS.labels("chunker").observe(time.perf_counter() - started)
+    metrics.CHUNKS.labels("chunker").inc(batches[0].total_chunks)
+    metrics.MESSAGES.labels("chunker", DOCUMENT_UPLOADED, "ok").inc()
