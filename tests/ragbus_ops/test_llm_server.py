@@ -47,6 +47,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         shutil.rmtree(cache)
 
 
+@pytest.mark.integration
 def test_the_parts_join_into_the_pinned_gguf(built: Path):
     assert built.stat().st_size == MODEL_SIZE
     assert built.read_bytes()[:4] == GGUF_MAGIC
@@ -54,6 +55,7 @@ def test_the_parts_join_into_the_pinned_gguf(built: Path):
     assert is_verified(built)
 
 
+@pytest.mark.integration
 def test_a_stamped_copy_is_trusted_without_reading_it(built: Path):
     """Size and mtime are the whole check on a restart: a change that keeps both goes unseen."""
     stat = built.stat()
@@ -68,6 +70,7 @@ def test_a_stamped_copy_is_trusted_without_reading_it(built: Path):
     assert is_verified(built)
 
 
+@pytest.mark.integration
 def test_an_intact_copy_without_its_stamp_is_rehashed_not_rejoined(built: Path):
     stamp = built.with_name(built.name + ".sha256")
     stamp.unlink()
@@ -78,6 +81,7 @@ def test_an_intact_copy_without_its_stamp_is_rehashed_not_rejoined(built: Path):
     assert stamp.read_text().startswith(MODEL_SHA256)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("damage", ["truncated", "altered"])
 def test_a_damaged_copy_is_rebuilt_from_the_parts(built: Path, damage: str):
     if damage == "truncated":
@@ -97,6 +101,7 @@ def write_parts(directory: Path, *contents: bytes) -> list[Path]:
     return paths
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("contents", "pinned"),
     [
@@ -118,6 +123,7 @@ def test_parts_that_do_not_match_the_pin_are_refused(
     assert list(target.parent.iterdir()) == []
 
 
+@pytest.mark.unit
 def test_matching_parts_are_joined_in_order(tmp_path: Path):
     parts = write_parts(tmp_path, b"GGUF", b"ab", b"cd")
     target = tmp_path / "model.gguf"
@@ -125,6 +131,7 @@ def test_matching_parts_are_joined_in_order(tmp_path: Path):
     assert target.read_bytes() == b"GGUFabcd"
 
 
+@pytest.mark.unit
 def test_a_taken_port_is_refused_before_anything_starts(tmp_path: Path):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
@@ -135,6 +142,7 @@ def test_a_taken_port_is_refused_before_anything_starts(tmp_path: Path):
     assert server.pid() is None
 
 
+@pytest.mark.unit
 def test_a_server_that_dies_while_starting_reports_its_log(tmp_path: Path):
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(GGUF_MAGIC + b"\x00" * 64)
@@ -175,13 +183,13 @@ def stream_chat(url: str, question: str, context: str) -> list[str]:
     return deltas
 
 
-@pytest.mark.e2e
+@pytest.mark.integration
 def test_the_server_lists_its_model(llm_server: str):
     listed = httpx.get(f"{llm_server}/models", timeout=10).json()
     assert [entry["id"] for entry in listed["data"]] == [MODEL_ALIAS]
 
 
-@pytest.mark.e2e
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("context", "question", "fact"),
     [

@@ -74,6 +74,7 @@ async def _round_trip(servers: str, payload: bytes) -> None:
     assert (message.partition, message.offset) == (sent.partition, sent.offset)
 
 
+@pytest.mark.unit
 def test_render_fills_every_placeholder(tmp_path: Path) -> None:
     text = render_server_properties(19092, 19093, tmp_path / "kraft")
     assert "{" not in text
@@ -84,18 +85,21 @@ def test_render_fills_every_placeholder(tmp_path: Path) -> None:
     assert "auto.create.topics.enable=false" in text
 
 
+@pytest.mark.unit
 def test_cluster_ids_look_like_kafka_uuids() -> None:
     ids = {new_cluster_id() for _ in range(200)}
     assert len(ids) == 200
     assert all(len(cid) == 22 and not cid.startswith("-") for cid in ids)
 
 
+@pytest.mark.unit
 def test_fetch_explains_a_missing_maven(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # neither mvn nor java on it
     with pytest.raises(BrokerError, match=r"Maven \(`mvn`\) is needed"):
         fetch_broker(tmp_path / "libs")
 
 
+@pytest.mark.integration
 def test_fetch_is_cached() -> None:
     libs = fetch_broker()
     started = time.monotonic()
@@ -105,6 +109,7 @@ def test_fetch_is_cached() -> None:
     assert any(libs.glob("log4j-slf4j-impl-*.jar"))
 
 
+@pytest.mark.unit
 def test_start_refuses_a_port_in_use(tmp_path: Path) -> None:
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
@@ -116,6 +121,7 @@ def test_start_refuses_a_port_in_use(tmp_path: Path) -> None:
     assert not broker.is_running()
 
 
+@pytest.mark.integration
 async def test_broker_lifecycle(tmp_path: Path) -> None:
     data_dir = tmp_path / "kafka"
     specs = all_topics(PARTITIONS)
@@ -186,6 +192,7 @@ async def test_broker_lifecycle(tmp_path: Path) -> None:
             cli.stdout.close()
 
 
+@pytest.mark.integration
 async def test_session_fixture_serves_every_topic(kafka_broker: str) -> None:
     expected = int(os.environ.get("RAGBUS_TEST_PARTITIONS", "12"))
     partitions = await _topic_partitions(kafka_broker)
@@ -194,6 +201,7 @@ async def test_session_fixture_serves_every_topic(kafka_broker: str) -> None:
     }
 
 
+@pytest.mark.unit
 def test_stop_without_a_broker_is_a_no_op(tmp_path: Path) -> None:
     started = time.monotonic()
     LocalKafka(tmp_path).stop()

@@ -37,15 +37,21 @@ async def _read_request(reader: asyncio.StreamReader) -> bytes:
     return await reader.readexactly(length)
 
 
-def _stream_response(deltas: list[str]) -> bytes:
-    events = b"".join(
+def _events(deltas: list[str]) -> bytes:
+    return b"".join(
         b"data: " + orjson.dumps({"choices": [{"delta": {"content": d}}]}) + b"\n\n" for d in deltas
     )
-    events += b"data: [DONE]\n\n"
+
+
+def _stream_response(deltas: list[str]) -> bytes:
+    return _ok(_events(deltas) + b"data: [DONE]\n\n")
+
+
+def _ok(body: bytes, content_type: str = "text/event-stream") -> bytes:
     return (
-        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-        + f"content-length: {len(events)}\r\nconnection: close\r\n\r\n".encode()
-        + events
+        f"HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+        + body
     )
 
 
@@ -131,3 +137,95 @@ async def test_a_refused_request_is_not_retried():
             await complete(chat, MESSAGES, max_tokens=4)
         await chat.close()
     assert calls == 1
+
+
+def _cut_stream(deltas: list[str]) -> bytes:
+    """A 200 whose body promises more than it sends: the connection drops mid-stream."""
+    events = _events(deltas)
+    return _ok(events).replace(f"content-length: {len(events)}".encode(), b"content-length: 9999")
+
+
+async def test_a_stream_cut_before_the_first_delta_is_retried():
+    calls = 0
+
+    async def handler(reader, writer):
+        nonlocal calls
+        calls += 1
+        await _read_request(reader)
+        writer.write(_cut_stream([]) if calls == 1 else _stream_response(["ok"]))
+        await writer.drain()
+        writer.close()
+
+    async with serve(handler) as url:
+        chat = OpenAiChat(url, "m", retries=1, backoff_s=0.01)
+        assert await complete(chat, MESSAGES, max_tokens=4) == "ok"
+        await chat.close()
+    assert calls == 2
+
+
+async def test_a_stream_cut_after_the_first_delta_is_final():
+    calls = 0
+
+    async def handler(reader, writer):
+        nonlocal calls
+        calls += 1
+        await _read_request(reader)
+        writer.write(_cut_stream(["Par"]))
+        await writer.drain()
+        writer.close()
+
+    async with serve(handler) as url:
+        chat = OpenAiChat(url, "m", retries=3, backoff_s=0.01)
+        received = []
+        with pytest.raises(LlmError, match="unreachable"):
+            async for delta in chat.stream(MESSAGES, max_tokens=4):
+                received.append(delta)
+        await chat.close()
+    assert (received, calls) == (["Par"], 1)
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        (b'data: {"error": "the model crashed"}', "failed: the model crashed"),
+        (b"data: <html>busy</html>", "sent an event that is not JSON"),
+    ],
+)
+async def test_a_bad_event_fails_with_a_reason_and_is_not_retried(event, reason):
+    calls = 0
+
+    async def handler(reader, writer):
+        nonlocal calls
+        calls += 1
+        await _read_request(reader)
+        writer.write(_ok(event + b"\n\n"))
+        await writer.drain()
+        writer.close()
+
+    async with serve(handler) as url:
+        chat = OpenAiChat(url, "m", retries=3, backoff_s=0.01)
+        with pytest.raises(LlmError, match=reason):
+            await complete(chat, MESSAGES, max_tokens=4)
+        await chat.close()
+    assert calls == 1
+
+
+async def test_without_a_model_name_the_first_served_model_is_used():
+    bodies = []
+
+    async def handler(reader, writer):
+        body = await _read_request(reader)
+        if body:
+            bodies.append(orjson.loads(body))
+            writer.write(_stream_response(["ok"]))
+        else:  # GET /models
+            listing = {"object": "list", "data": [{"id": "qwen", "object": "model"}]}
+            writer.write(_ok(orjson.dumps(listing), "application/json"))
+        await writer.drain()
+        writer.close()
+
+    async with serve(handler) as url:
+        chat = OpenAiChat(url, "")
+        assert await complete(chat, MESSAGES, max_tokens=4) == "ok"
+        await chat.close()
+    assert (chat.name, bodies[0]["model"]) == ("qwen", "qwen")

@@ -4,8 +4,8 @@
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pytest
@@ -30,6 +30,8 @@ class Replica:
     conversations: ConversationLog
     cache: AnswerCache[str]
     broker: KafkaBroker
+    promotions: list[IndexPromoted] = field(default_factory=list)
+    """Every promotion the replica read (`register`'s `on_promoted`)."""
 
 
 @asynccontextmanager
@@ -37,7 +39,7 @@ async def replica(bootstrap: str) -> AsyncIterator[Replica]:
     """A query replica's subscribers, started and caught up with the topics."""
     broker = create_broker(CommonSettings(kafka_bootstrap=bootstrap), "query-test")
     started = Replica(ConversationLog(broker, max_turns=MAX_TURNS), AnswerCache(8, 60), broker)
-    replay = register(broker, started.cache, started.conversations)
+    replay = register(broker, started.cache, started.conversations, started.promotions.append)
     await broker.start()
     try:
         assert await replay.wait(timeout=60)
@@ -109,13 +111,27 @@ async def test_bad_records_and_tombstones_do_not_stop_the_replay(kafka_broker):
 
 
 async def test_a_promotion_published_once_a_replica_is_ready_drops_its_cache(kafka_broker):
+    """`Replay.wait` fixes where `index.promoted` is read from before it returns, so the first
+    promotion published after that reaches the replica (a "latest" resolved too late would skip
+    it), is read as a promotion, and empties the cache."""
+    document_id = uuid.uuid4().hex  # other promotions on the session's broker are not ours
     async with replica(kafka_broker) as started:
-        started.cache.put("key", "answer")
+        cache = started.cache
+        cache.put("key", "answer")
+        assert cache.get("key") == "answer"
         promoted = IndexPromoted(
-            document_id="d1", tenant_id="acme", version="v1", alias="ragbus",
+            document_id=document_id, tenant_id="acme", version="v1", alias="ragbus",
             collection="ragbus_g1", generation=1, points=1, uploaded_at=datetime.now(UTC),
         )  # fmt: skip
-        await started.broker.publish(encode(promoted), INDEX_PROMOTED, key=b"d1")
-        async with asyncio.timeout(30):
-            while len(started.cache):
-                await asyncio.sleep(0.05)
+        await started.broker.publish(encode(promoted), INDEX_PROMOTED, key=document_id.encode())
+
+        def read() -> list[IndexPromoted]:
+            return [seen for seen in started.promotions if seen.document_id == document_id]
+
+        with suppress(TimeoutError):
+            async with asyncio.timeout(30):
+                while not read():
+                    await asyncio.sleep(0.05)
+        assert read() == [promoted], "the ready replica did not read the promotion within 30 s"
+        assert len(cache) == 0
+        assert cache.get("key") is None

@@ -59,6 +59,7 @@ def _feeds(texts: list[str]) -> dict[str, np.ndarray]:
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
 
 
+@pytest.mark.unit
 def test_read_safetensors_layout(tmp_path: Path) -> None:
     header = {
         "__metadata__": {"format": "pt"},
@@ -75,6 +76,7 @@ def test_read_safetensors_layout(tmp_path: Path) -> None:
     np.testing.assert_array_equal(tensors["b"], [7, -1])
 
 
+@pytest.mark.integration
 def test_fp32_graph_matches_numpy_reference(weights: Any, config: Any) -> None:
     session = ort.InferenceSession(
         convert.bert_graph(weights, config).SerializeToString(),
@@ -88,6 +90,7 @@ def test_fp32_graph_matches_numpy_reference(weights: Any, config: Any) -> None:
     assert np.abs(hidden[real] - expected[real]).max() < 1e-4
 
 
+@pytest.mark.integration
 def test_fp32_sanity_cosines(weights: Any, config: Any, tmp_path: Path) -> None:
     path = tmp_path / "fp32.onnx"
     onnx.save(convert.bert_graph(weights, config), path)
@@ -100,6 +103,7 @@ def test_fp32_sanity_cosines(weights: Any, config: Any, tmp_path: Path) -> None:
     assert float(food @ baby) == pytest.approx(-0.11, abs=0.01)
 
 
+@pytest.mark.integration
 def test_build_is_pinned_and_fused(built: tuple[Path, dict[str, int]]) -> None:
     path, fused = built
     assert sha256_of(path) == convert.MODEL_SHA256
@@ -116,6 +120,7 @@ def test_build_is_pinned_and_fused(built: tuple[Path, dict[str, int]]) -> None:
     assert ops["MatMul"] == 0
 
 
+@pytest.mark.integration
 def test_int8_agrees_with_fp32(
     built: tuple[Path, dict[str, int]], weights: Any, config: Any
 ) -> None:
@@ -129,6 +134,7 @@ def test_int8_agrees_with_fp32(
     assert np.sum(a * b, axis=1).min() > 0.99
 
 
+@pytest.mark.integration
 def test_model_path_reuses_a_verified_file(
     built: tuple[Path, dict[str, int]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -149,6 +155,7 @@ def test_model_path_reuses_a_verified_file(
     assert len(builds) == 2
 
 
+@pytest.mark.unit
 def test_model_path_refuses_unpinned_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def other_bytes(target: Path) -> dict[str, int]:
         target.write_bytes(b"built by other versions of onnx and onnxruntime")
@@ -160,6 +167,7 @@ def test_model_path_refuses_unpinned_bytes(tmp_path: Path, monkeypatch: pytest.M
     assert not (tmp_path / convert.MODEL_FILE).exists()
 
 
+@pytest.mark.integration
 def test_model_command_builds_into_the_cache(
     built: tuple[Path, dict[str, int]],
     tmp_path: Path,

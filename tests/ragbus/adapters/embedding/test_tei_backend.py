@@ -138,6 +138,7 @@ def closed_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
+@pytest.mark.integration
 def test_matches_local_model_in_order(url: str, fake: FakeTei, model: OnnxEmbedder) -> None:
     tei = TeiEmbedder(url, timeout_s=10, batch_size=3)
     try:
@@ -152,6 +153,7 @@ def test_matches_local_model_in_order(url: str, fake: FakeTei, model: OnnxEmbedd
         tei.close()
 
 
+@pytest.mark.integration
 def test_batch_size_clamped_to_server_limit(url: str, fake: FakeTei) -> None:
     tei = TeiEmbedder(url, batch_size=32)
     try:
@@ -162,6 +164,7 @@ def test_batch_size_clamped_to_server_limit(url: str, fake: FakeTei) -> None:
         tei.close()
 
 
+@pytest.mark.integration
 def test_dimensions_probed_once_when_info_lacks_them(url: str, fake: FakeTei) -> None:
     tei = TeiEmbedder(url)
     try:
@@ -173,6 +176,7 @@ def test_dimensions_probed_once_when_info_lacks_them(url: str, fake: FakeTei) ->
         tei.close()
 
 
+@pytest.mark.integration
 def test_dimensions_from_first_reply_without_info(url: str, fake: FakeTei) -> None:
     fake.info = False
     tei = TeiEmbedder(url, batch_size=2)
@@ -185,6 +189,7 @@ def test_dimensions_from_first_reply_without_info(url: str, fake: FakeTei) -> No
         tei.close()
 
 
+@pytest.mark.integration
 def test_renormalises_server_output(url: str, fake: FakeTei) -> None:
     fake.scale = 3.0
     tei = TeiEmbedder(url)
@@ -195,6 +200,7 @@ def test_renormalises_server_output(url: str, fake: FakeTei) -> None:
         tei.close()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("status", [503, 500, 429])
 def test_server_errors_are_transient(url: str, fake: FakeTei, status: int) -> None:
     fake.status = status
@@ -206,6 +212,7 @@ def test_server_errors_are_transient(url: str, fake: FakeTei, status: int) -> No
         tei.close()
 
 
+@pytest.mark.unit
 def test_closed_server_is_transient(closed_url: str) -> None:
     tei = TeiEmbedder(closed_url, timeout_s=2)  # constructing must not need the server
     try:
@@ -215,6 +222,7 @@ def test_closed_server_is_transient(closed_url: str) -> None:
         tei.close()
 
 
+@pytest.mark.integration
 def test_timeout_is_transient(url: str, fake: FakeTei) -> None:
     fake.delay_s = 1.0
     tei = TeiEmbedder(url, timeout_s=0.2)
@@ -225,6 +233,7 @@ def test_timeout_is_transient(url: str, fake: FakeTei) -> None:
         tei.close()
 
 
+@pytest.mark.integration
 def test_rejected_request_is_permanent(url: str, fake: FakeTei) -> None:
     fake.info = False  # the client cannot learn the limit, so its batch is too large
     tei = TeiEmbedder(url, batch_size=32)
@@ -236,6 +245,7 @@ def test_rejected_request_is_permanent(url: str, fake: FakeTei) -> None:
         tei.close()
 
 
+@pytest.mark.integration
 def test_create_backend_with_url_is_tei(url: str) -> None:
     backend = create_backend(url, threads=1, batch_size=2)
     try:

@@ -1,0 +1,316 @@
+"""In-memory fakes of the ports (`ragbus.ports`) for unit tests: no broker, no model file, no
+Qdrant, no network. Each keeps the semantics its protocol documents, and records what it was
+asked so a test can check the calls; tests/test_fakes.py holds them to those semantics."""
+
+import hashlib
+import math
+import re
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ragbus.ports import (
+    Hit,
+    IndexInfo,
+    LlmError,
+    Message,
+    Point,
+    RerankError,
+    SearchRequest,
+    Vectors,
+    generation_of,
+)
+from ragbus.sparse import SparseVector
+
+# The store.
+
+RRF_K = 2  # Qdrant's reciprocal rank fusion: 1 / (k + rank), rank counted from 0
+
+
+@dataclass
+class _Document:
+    """What QdrantStore's registry keeps of a document: tenant, live version, and the
+    upload time and point ids of every version that may have points."""
+
+    tenant_id: str
+    live: str | None = None
+    versions: dict[str, tuple[str, set[str]]] = field(default_factory=dict)
+
+    def ids(self, version: str | None = None) -> set[str]:
+        chosen = [version] if version is not None else list(self.versions)
+        return {i for v in chosen if v in self.versions for i in self.versions[v][1]}
+
+
+class FakeStore:
+    """`VectorStore` in memory, with `QdrantStore`'s semantics: points are written not live
+    (live when their version is live already: a replayed batch), searches read live points
+    only, `promote` makes a version live and drops the document's other versions, unless a
+    version uploaded later is live already (then this one is dropped and None returned)."""
+
+    def __init__(self, alias: str = "ragbus") -> None:
+        self.alias = alias
+        self.dimensions: int | None = None
+        self.points: dict[str, tuple[Point, bool]] = {}
+        """Point id → (point, live)."""
+        self.documents: dict[str, _Document] = {}
+        self.closed = False
+
+    def _collection(self) -> str:
+        return f"{self.alias}_g1" if self.dimensions is not None else ""
+
+    def ensure_collection(self, dimensions: int) -> str:
+        if self.dimensions is None:
+            self.dimensions = dimensions
+        elif self.dimensions != dimensions:
+            raise ValueError(
+                f"collection {self._collection()} holds {self.dimensions}-dim vectors, "
+                f"model gives {dimensions}"
+            )
+        return self._collection()
+
+    def upsert(self, points: Sequence[Point]) -> None:
+        if self.dimensions is None:
+            raise ValueError(f"no collection behind {self.alias!r}: call ensure_collection")
+        for point in points:
+            if len(point.vector) != self.dimensions:
+                raise ValueError(f"point {point.id} has {len(point.vector)} dimensions")
+        for point in points:
+            payload = point.payload
+            document = self.documents.setdefault(
+                payload["document_id"], _Document(payload["tenant_id"])
+            )
+            uploaded_at = str(payload.get("uploaded_at", ""))
+            _, ids = document.versions.setdefault(payload["version"], (uploaded_at, set()))
+            ids.add(point.id)
+            self.points[point.id] = (point, document.live == payload["version"])
+
+    def count(self, document_id: str, version: str | None = None) -> int:
+        document = self.documents.get(document_id)
+        return len(document.ids(version) & self.points.keys()) if document else 0
+
+    def promote(self, document_id: str, version: str) -> int | None:
+        document = self.documents.get(document_id)
+        if document is None or version not in document.versions:
+            return 0
+        served = document.live
+        if (
+            served not in (None, version)
+            and served in document.versions
+            and document.versions[served][0] > document.versions[version][0]
+        ):
+            self._drop(document.ids(version))
+            del document.versions[version]
+            return None
+        stale = document.ids() - document.ids(version)
+        dropped = self._drop(stale)
+        for point_id in document.ids(version) & self.points.keys():
+            self.points[point_id] = (self.points[point_id][0], True)
+        document.live = version
+        document.versions = {version: document.versions[version]}
+        return dropped
+
+    def delete_document(self, document_id: str, tenant_id: str) -> int:
+        document = self.documents.get(document_id)
+        if document is None or document.tenant_id != tenant_id:
+            return 0
+        del self.documents[document_id]
+        return self._drop(document.ids())
+
+    def _drop(self, ids: set[str]) -> int:
+        """Remove the stored points among `ids`; how many there were."""
+        stored = ids & self.points.keys()
+        for point_id in stored:
+            del self.points[point_id]
+        return len(stored)
+
+    def search(self, request: SearchRequest) -> list[Hit]:
+        """Dense: cosine; sparse: dot product over shared terms (no IDF), points sharing none
+        left out; both: reciprocal rank fusion of the two whole rankings. The tenant and
+        `filters` (exact metadata values) apply to every ranking; only live points are read."""
+        candidates = [
+            point
+            for point, live in self.points.values()
+            if live
+            and point.payload.get("tenant_id") == request.tenant_id
+            and all(
+                point.payload.get("metadata", {}).get(key) == value
+                for key, value in request.filters.items()
+            )
+        ]
+        rankings: list[list[tuple[float, Point]]] = []
+        if request.dense is not None:
+            scored = [(_cosine(request.dense, p.vector), p) for p in candidates]
+            rankings.append(sorted(scored, key=lambda pair: -pair[0]))
+        if request.sparse:
+            scored = [(_dot(request.sparse, p.sparse), p) for p in candidates]
+            rankings.append(sorted([s for s in scored if s[0] > 0], key=lambda pair: -pair[0]))
+        if not rankings:
+            return []
+        if len(rankings) == 1:
+            ranked = rankings[0]
+        else:
+            fused: dict[str, tuple[float, Point]] = {}
+            for ranking in rankings:
+                for rank, (_, point) in enumerate(ranking):
+                    score = fused.get(point.id, (0.0, point))[0] + 1 / (RRF_K + rank)
+                    fused[point.id] = (score, point)
+            ranked = sorted(fused.values(), key=lambda pair: -pair[0])
+        return [Hit(p.id, score, dict(p.payload)) for score, p in ranked[: request.limit]]
+
+    def generation(self) -> int:
+        return generation_of(self._collection())
+
+    def info(self, tenant_id: str | None = None) -> IndexInfo:
+        """Points (live or not) and documents of the collection, or of `tenant_id`'s."""
+        chosen = [
+            point
+            for point, _ in self.points.values()
+            if tenant_id is None or point.payload.get("tenant_id") == tenant_id
+        ]
+        return IndexInfo(
+            alias=self.alias,
+            collection=self._collection(),
+            generation=self.generation(),
+            points=len(chosen),
+            documents=len({point.payload["document_id"] for point in chosen}),
+        )
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    norms = math.hypot(*a) * math.hypot(*b)
+    return sum(x * y for x, y in zip(a, b, strict=True)) / norms if norms else 0.0
+
+
+def _dot(a: SparseVector, b: SparseVector) -> float:
+    weights = dict(zip(b.indices, b.values, strict=True))
+    pairs = zip(a.indices, a.values, strict=True)
+    return sum(value * weights.get(index, 0.0) for index, value in pairs)
+
+
+# Embedding.
+
+
+class FakeEmbedder:
+    """`EmbeddingBackend` giving each text a deterministic unit vector drawn from a hash of it
+    (the same in every process); equal texts get equal vectors, others nearly orthogonal ones.
+    `failure`, when set, is raised by `embed` (e.g. `EmbeddingUnavailable`)."""
+
+    def __init__(self, dimensions: int = 8, name: str = "fake-embedder") -> None:
+        self._dimensions = dimensions
+        self._name = name
+        self.calls: list[list[str]] = []
+        self.failure: Exception | None = None
+        self.closed = False
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def dimensions(self) -> int:
+        return self._dimensions
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a sequence of texts, not a single str")
+        if self.closed:
+            raise RuntimeError("FakeEmbedder is closed")
+        if self.failure is not None:
+            raise self.failure
+        self.calls.append(list(texts))
+        out = np.empty((len(texts), self._dimensions), dtype=np.float32)
+        for row, text in enumerate(texts):
+            seed = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+            vector = np.random.default_rng(seed).standard_normal(self._dimensions)
+            out[row] = vector / np.linalg.norm(vector)
+        return out
+
+    def close(self) -> None:
+        self.closed = True
+
+
+# Generation.
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    messages: list[Message]
+    max_tokens: int
+    temperature: float
+
+
+class FakeChatModel:
+    """`ChatModel` streaming scripted answers, one per call (the last repeats); an answer given
+    as a str is streamed word by word, a sequence delta by delta. With `error`, each stream
+    raises it after `fail_after` deltas. Every request is kept in `requests`."""
+
+    def __init__(
+        self,
+        *answers: str | Sequence[str],
+        name: str = "fake-chat",
+        error: LlmError | None = None,
+        fail_after: int = 0,
+    ) -> None:
+        self.answers = list(answers) or ["The answer [1]."]
+        self._name = name
+        self.error = error
+        self.fail_after = fail_after
+        self.requests: list[ChatRequest] = []
+        self.closed = False
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def stream(
+        self, messages: list[Message], *, max_tokens: int, temperature: float = 0.0
+    ) -> AsyncIterator[str]:
+        self.requests.append(ChatRequest(messages, max_tokens, temperature))
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        deltas = re.findall(r"\s*\S+", answer) if isinstance(answer, str) else list(answer)
+        for n, delta in enumerate(deltas):
+            if self.error is not None and n == self.fail_after:
+                raise self.error
+            yield delta
+        if self.error is not None:
+            raise self.error
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+# Reranking.
+
+
+def shared_words(query: str, text: str) -> float:
+    """How many distinct casefolded words `text` shares with `query`."""
+    words = set(re.findall(r"\w+", query.casefold()))
+    return float(len(words & set(re.findall(r"\w+", text.casefold()))))
+
+
+class FakeReranker:
+    """`Reranker` scoring each text with `score(query, text)` (by default the words it shares
+    with the query). With `error`, `scores` raises it. Every call is kept in `calls`."""
+
+    def __init__(
+        self,
+        score: Callable[[str, str], float] = shared_words,
+        error: RerankError | None = None,
+    ) -> None:
+        self.score = score
+        self.error = error
+        self.calls: list[tuple[str, list[str]]] = []
+        self.closed = False
+
+    async def scores(self, query: str, texts: Sequence[str]) -> list[float]:
+        self.calls.append((query, list(texts)))
+        if self.error is not None:
+            raise self.error
+        return [self.score(query, text) for text in texts]
+
+    async def close(self) -> None:
+        self.closed = True
