@@ -1,0 +1,336 @@
+"""The indexer's rules (`services/indexer/handlers.index`) over the in-memory FakeStore: what
+is written, which versions are promoted, and what the outcome publishes or refuses."""
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from contracts.events import (
+    DocumentDeleted,
+    EmbeddedChunk,
+    IndexPromoted,
+    StatusUpdate,
+    VectorsReady,
+)
+from contracts.ids import chunk_id
+from contracts.topics import DOCUMENT_STATUS, INDEX_PROMOTED
+from contracts.vectors import pack
+from ragbus.adapters.store import StoreRunner
+from ragbus.ports import SearchRequest
+from ragbus.stage import Outcome
+from services.indexer.handlers import index
+from tests.fakes import FakeStore
+
+pytestmark = pytest.mark.unit
+
+DIMS = 4
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def vectors_ready(
+    ordinals: range | list[int],
+    *,
+    total: int,
+    version: str = "v1",
+    batch: int = 0,
+    document_id: str = "doc",
+    tenant_id: str = "acme",
+    uploaded_at: datetime = T0,
+    dimensions: int = DIMS,
+    vector_length: int | None = None,
+) -> VectorsReady:
+    """A batch of `document_id`'s chunks `ordinals` of `version` (of `total` in all)."""
+    length = dimensions if vector_length is None else vector_length
+    return VectorsReady(
+        document_id=document_id,
+        tenant_id=tenant_id,
+        version=version,
+        source=f"{document_id}.md",
+        total_chunks=total,
+        batch=batch,
+        uploaded_at=uploaded_at,
+        model="fake-embedder",
+        dimensions=dimensions,
+        chunks=[
+            EmbeddedChunk(
+                chunk_id=chunk_id(document_id, version, n),
+                ordinal=n,
+                text=f"chunk {n} of {version}",
+                token_count=4,
+                vector=pack(np.eye(length, dtype=np.float32)[n % length]),
+            )
+            for n in ordinals
+        ],
+    )
+
+
+def deleted(document_id: str = "doc", tenant_id: str = "acme") -> DocumentDeleted:
+    return DocumentDeleted(document_id=document_id, tenant_id=tenant_id)
+
+
+class RecordingStore(FakeStore):
+    """A FakeStore that logs its write calls, and raises `ConnectionError` on the first call of
+    each operation named in `flaky` (a store that was briefly unreachable)."""
+
+    def __init__(self, flaky: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+        self.flaky = set(flaky)
+
+    def _called(self, name: str) -> None:
+        self.calls.append(name)
+        if name in self.flaky:
+            self.flaky.discard(name)
+            raise ConnectionError(f"store unreachable during {name}")
+
+    def upsert(self, points):
+        self._called("upsert")
+        super().upsert(points)
+
+    def count(self, document_id, version=None):
+        self._called("count")
+        return super().count(document_id, version)
+
+    def promote(self, document_id, version):
+        self._called("promote")
+        return super().promote(document_id, version)
+
+    def delete_document(self, document_id, tenant_id):
+        self._called("delete_document")
+        return super().delete_document(document_id, tenant_id)
+
+
+@pytest.fixture
+def store() -> RecordingStore:
+    return RecordingStore()
+
+
+@pytest.fixture
+async def runner(store: RecordingStore) -> AsyncIterator[StoreRunner]:
+    runner = StoreRunner(store)
+    yield runner
+    await runner.close()
+
+
+def kinds(outcome: Outcome) -> list[tuple[str, str]]:
+    """The published events as (topic, what): the event type, or a status update's state."""
+    return [
+        (topic, event.state.value if isinstance(event, StatusUpdate) else type(event).__name__)
+        for topic, event in outcome.published
+    ]
+
+
+def live_ids(store: FakeStore) -> set[str]:
+    return {point_id for point_id, (_, live) in store.points.items() if live}
+
+
+async def test_a_complete_version_is_promoted_then_reported_indexed(runner, store):
+    outcome = await index([vectors_ready(range(2), total=2)], runner, DIMS)
+
+    assert kinds(outcome) == [(INDEX_PROMOTED, "IndexPromoted"), (DOCUMENT_STATUS, "INDEXED")]
+    promoted, status = (event for _, event in outcome.published)
+    assert isinstance(promoted, IndexPromoted) and isinstance(status, StatusUpdate)
+    assert (promoted.document_id, promoted.version, promoted.points) == ("doc", "v1", 2)
+    assert (promoted.alias, promoted.collection, promoted.generation) == (
+        "ragbus",
+        "ragbus_g1",
+        1,
+    )
+    assert promoted.replaced_versions == 0
+    assert (status.stage, status.version, status.chunks, status.indexed_chunks) == (
+        "indexer",
+        "v1",
+        2,
+        2,
+    )
+    assert status.filename == "doc.md"
+    assert outcome.rejected == []
+    assert live_ids(store) == {chunk_id("doc", "v1", n) for n in range(2)}
+    hits = store.search(SearchRequest("acme", 10, dense=[1.0, 0.0, 0.0, 0.0]))
+    assert hits[0].id == chunk_id("doc", "v1", 0)
+
+
+async def test_an_incomplete_version_is_written_but_neither_promoted_nor_announced(runner, store):
+    outcome = await index([vectors_ready(range(2), total=3)], runner, DIMS)
+
+    assert outcome.published == [] and outcome.rejected == []
+    assert store.count("doc", "v1") == 2
+    assert live_ids(store) == set()
+    assert store.search(SearchRequest("acme", 10, dense=[1.0, 0.0, 0.0, 0.0])) == []
+
+
+async def test_a_version_in_two_batches_is_promoted_by_the_call_that_completes_it(runner, store):
+    first = await index([vectors_ready(range(2), total=3, batch=0)], runner, DIMS)
+    second = await index([vectors_ready([2], total=3, batch=1)], runner, DIMS)
+
+    assert first.published == []
+    assert kinds(second) == [(INDEX_PROMOTED, "IndexPromoted"), (DOCUMENT_STATUS, "INDEXED")]
+    promoted = second.published[0][1]
+    assert isinstance(promoted, IndexPromoted) and promoted.points == 3
+    assert live_ids(store) == {chunk_id("doc", "v1", n) for n in range(3)}
+
+
+async def test_both_batches_of_a_version_in_one_call_are_announced_once(runner, store):
+    events = [
+        vectors_ready(range(2), total=3, batch=0),
+        vectors_ready([2], total=3, batch=1),
+    ]
+    outcome = await index(events, runner, DIMS)
+
+    assert kinds(outcome) == [(INDEX_PROMOTED, "IndexPromoted"), (DOCUMENT_STATUS, "INDEXED")]
+    assert store.calls.count("upsert") == 1  # one write for the run of batches
+
+
+async def test_a_newer_version_replaces_the_older_and_says_how_many_points_it_removed(
+    runner, store
+):
+    await index([vectors_ready(range(3), total=3, version="v1")], runner, DIMS)
+    newer = vectors_ready(range(2), total=2, version="v2", uploaded_at=T0 + timedelta(hours=1))
+    outcome = await index([newer], runner, DIMS)
+
+    assert kinds(outcome) == [(INDEX_PROMOTED, "IndexPromoted"), (DOCUMENT_STATUS, "INDEXED")]
+    promoted = outcome.published[0][1]
+    assert isinstance(promoted, IndexPromoted)
+    assert (promoted.version, promoted.points, promoted.replaced_versions) == ("v2", 2, 3)
+    assert set(store.points) == live_ids(store) == {chunk_id("doc", "v2", n) for n in range(2)}
+
+
+async def test_an_older_version_arriving_after_a_newer_one_is_dropped_silently(runner, store):
+    await index(
+        [vectors_ready(range(2), total=2, version="v2", uploaded_at=T0 + timedelta(hours=1))],
+        runner,
+        DIMS,
+    )
+    outcome = await index([vectors_ready(range(3), total=3, version="v1")], runner, DIMS)
+
+    assert outcome.published == [] and outcome.rejected == []
+    assert set(store.points) == live_ids(store) == {chunk_id("doc", "v2", n) for n in range(2)}
+
+
+async def test_a_tombstone_after_uploads_in_one_batch_writes_first_then_deletes(runner, store):
+    events = [vectors_ready(range(2), total=2), deleted()]
+    outcome = await index(events, runner, DIMS)
+
+    assert kinds(outcome) == [
+        (INDEX_PROMOTED, "IndexPromoted"),
+        (DOCUMENT_STATUS, "INDEXED"),
+        (INDEX_PROMOTED, "DocumentDeleted"),
+        (DOCUMENT_STATUS, "DELETED"),
+    ]
+    assert store.calls.index("upsert") < store.calls.index("delete_document")
+    tombstone, status = outcome.published[2][1], outcome.published[3][1]
+    assert tombstone is events[1]
+    assert isinstance(status, StatusUpdate) and status.reason == "deleted (2 points removed)"
+    assert store.points == {} and store.documents == {}
+
+
+async def test_uploads_after_a_tombstone_in_one_batch_are_written_after_it(runner, store):
+    events = [deleted(), vectors_ready(range(2), total=2)]
+    outcome = await index(events, runner, DIMS)
+
+    assert kinds(outcome) == [
+        (INDEX_PROMOTED, "DocumentDeleted"),
+        (DOCUMENT_STATUS, "DELETED"),
+        (INDEX_PROMOTED, "IndexPromoted"),
+        (DOCUMENT_STATUS, "INDEXED"),
+    ]
+    assert len(live_ids(store)) == 2
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason", "error_type"),
+    [
+        (
+            vectors_ready(range(1), total=1, dimensions=3),
+            "vectors are 3-dimensional, this index takes 4 (RAGBUS_VECTOR_DIMENSIONS)",
+            "WrongDimensions",
+        ),
+        (
+            vectors_ready(range(1), total=1, vector_length=5),
+            "packed vector has 5 floats, expected 4",
+            "ValueError",
+        ),
+    ],
+    ids=["wrong-dimensions", "vector-of-wrong-length"],
+)
+async def test_vectors_that_do_not_fit_the_index_are_rejected_and_nothing_is_written(
+    runner, store, bad, reason, error_type
+):
+    outcome = await index([bad], runner, DIMS)
+
+    assert outcome.published == []
+    (rejection,) = outcome.rejected
+    assert rejection.event is bad
+    assert (rejection.reason, rejection.error_type, rejection.version) == (
+        reason,
+        error_type,
+        "v1",
+    )
+    assert store.points == {} and "upsert" not in store.calls
+
+
+async def test_wrong_dimensions_never_decide_the_collection(runner, store):
+    await index([vectors_ready(range(1), total=1, dimensions=3)], runner, DIMS)
+    assert store.dimensions is None
+
+
+async def test_a_rejected_event_does_not_hold_back_the_rest_of_the_batch(runner, store):
+    bad = vectors_ready(range(1), total=1, document_id="other", dimensions=3)
+    outcome = await index([bad, vectors_ready(range(2), total=2)], runner, DIMS)
+
+    assert [r.event for r in outcome.rejected] == [bad]
+    assert kinds(outcome) == [(INDEX_PROMOTED, "IndexPromoted"), (DOCUMENT_STATUS, "INDEXED")]
+    assert live_ids(store) == {chunk_id("doc", "v1", n) for n in range(2)}
+
+
+async def test_a_replay_of_the_same_events_adds_no_points(runner, store):
+    events = [
+        vectors_ready(range(2), total=3, batch=0),
+        vectors_ready([2], total=3, batch=1),
+        vectors_ready(range(1), total=1, document_id="other"),
+    ]
+    await index(events, runner, DIMS)
+    before = dict(store.points)
+
+    replayed = await index(events, runner, DIMS)
+
+    assert store.points.keys() == before.keys() and len(store.points) == 4
+    assert live_ids(store) == set(before)
+    assert replayed.rejected == []
+    for _, event in replayed.published:
+        if isinstance(event, IndexPromoted):
+            assert event.replaced_versions == 0
+
+
+@pytest.mark.parametrize("operation", ["upsert", "count", "promote", "delete_document"])
+async def test_a_transient_store_error_is_retried(operation):
+    store = RecordingStore(flaky=(operation,))
+    runner = StoreRunner(store)
+    try:
+        outcome = await index([vectors_ready(range(2), total=2), deleted()], runner, DIMS)
+    finally:
+        await runner.close()
+
+    assert store.calls.count(operation) == 2
+    assert kinds(outcome) == [
+        (INDEX_PROMOTED, "IndexPromoted"),
+        (DOCUMENT_STATUS, "INDEXED"),
+        (INDEX_PROMOTED, "DocumentDeleted"),
+        (DOCUMENT_STATUS, "DELETED"),
+    ]
+    assert store.points == {}
+
+
+async def test_a_permanent_store_error_propagates_for_a_redelivery():
+    class BrokenStore(FakeStore):
+        def upsert(self, points):
+            raise RuntimeError("disk full")
+
+    runner = StoreRunner(BrokenStore())
+    try:
+        with pytest.raises(RuntimeError, match="disk full"):
+            await index([vectors_ready(range(2), total=2)], runner, DIMS)
+    finally:
+        await runner.close()
