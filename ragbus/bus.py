@@ -43,7 +43,7 @@ from contracts.ids import sha256_of
 from contracts.topics import DOCUMENT_STATUS, MAX_MESSAGE_BYTES, dlq
 from ragbus import metrics
 from ragbus.retry import retry
-from ragbus.settings import CommonSettings
+from ragbus.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def status_update(about: Event, stage: Stage, state: DocumentState, **fields: An
     )
 
 
-def create_broker(settings: CommonSettings, client_id: str) -> KafkaBroker:
+def create_broker(settings: KafkaSettings, client_id: str) -> KafkaBroker:
     """A broker whose producer waits for the write to be durable and never duplicates on retry."""
     return KafkaBroker(
         settings.kafka_bootstrap,
@@ -236,7 +236,9 @@ class Bus:
             reason,
             extra={"stage": self.stage, "topic": record.topic, "error": reason, **ids},
         )
-        if ids["document_id"] and ids["tenant_id"]:
+        # A bad record of document.status itself marks nothing: its readers replay the topic at
+        # every start, and would append the same FAILED after the document's later updates.
+        if ids["document_id"] and ids["tenant_id"] and record.topic != DOCUMENT_STATUS:
             update = StatusUpdate(
                 document_id=ids["document_id"],
                 tenant_id=ids["tenant_id"],

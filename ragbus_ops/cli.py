@@ -13,7 +13,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ragbus.settings import CommonSettings
 from ragbus_ops import client as api
 from ragbus_ops import dlq
 from ragbus_ops.eval import console as evaluation
@@ -187,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("up", "down"):
         from ragbus_ops import supervisor
 
-        settings = CommonSettings()
+        settings = supervisor.StackSettings()
         if args.command == "up":
             return supervisor.up(settings, llm=args.llm)
         return supervisor.down(settings)

@@ -38,7 +38,7 @@ from contracts.events import DeadLetter, Stage, describe_validation_error
 from contracts.topics import CONSUMED, MAX_MESSAGE_BYTES, dlq
 from ragbus.lag import COORDINATOR_TRANSIENT
 from ragbus.retry import retry
-from ragbus.settings import CommonSettings
+from ragbus.settings import KafkaSettings
 
 REPLAY_GROUP = "ragbus-dlq-replay"
 REPLAYED_FROM = "ragbus-replayed-from"
@@ -414,7 +414,7 @@ def _positive(text: str) -> int:
 def run(args: argparse.Namespace, console: Console) -> int:
     """`ragbus dlq list|replay`: 0 when done, 1 with a message when it could not be."""
     selection = Selection(tuple(args.topic or CONSUMED), args.document, args.tenant, args.stage)
-    bootstrap = args.bootstrap or CommonSettings().kafka_bootstrap
+    bootstrap = args.bootstrap or KafkaSettings().kafka_bootstrap
     try:
         if args.action == "list":
             entries = asyncio.run(list_letters(bootstrap, selection))

@@ -23,7 +23,7 @@ import psutil
 from contracts.topics import all_topics
 from deploy.kafka.launcher import LocalKafka, bootstrap_topics_blocking, fetch_broker
 from ragbus.logs import log_tail
-from ragbus.settings import CommonSettings
+from ragbus.settings import KafkaSettings, LlmSettings, StoreSettings
 from ragbus_ops.llm_server import MODEL_ALIAS, LlamaServer
 from services.registry import port_of
 
@@ -35,6 +35,11 @@ PID_FILE = "ragbus.pid"
 LLM_PORT = 8090
 LLM_THREADS = 2
 _LLM_VARS = frozenset({"LLM_URL", "RAGBUS_LLM_URL", "LLM_MODEL", "RAGBUS_LLM_MODEL"})
+
+
+class StackSettings(KafkaSettings, StoreSettings, LlmSettings):
+    """What the stack reads: the data directory, the topics' partitions, whether Qdrant is a
+    server (then the indexer and the query service run apart), and the language model."""
 
 
 def wait_healthy(
@@ -114,7 +119,7 @@ class Child:
 
 
 class Stack:
-    def __init__(self, settings: CommonSettings, llm: bool = True) -> None:
+    def __init__(self, settings: StackSettings, llm: bool = True) -> None:
         """`llm=False` runs without generation: the query service answers extractively."""
         self.settings = settings
         self.generate = llm
@@ -257,7 +262,7 @@ def _rss_mb(pid: int | None) -> float:
         return 0.0
 
 
-def up(settings: CommonSettings, llm: bool = True) -> int:
+def up(settings: StackSettings, llm: bool = True) -> int:
     """Run the whole stack in the foreground until SIGINT/SIGTERM; `llm=False`: no generation."""
     stack = Stack(settings, llm)
     pid_file = stack.data_dir / PID_FILE
@@ -278,7 +283,7 @@ def up(settings: CommonSettings, llm: bool = True) -> int:
         pid_file.unlink(missing_ok=True)
 
 
-def down(settings: CommonSettings, timeout: float = 90.0) -> int:
+def down(settings: StackSettings, timeout: float = 90.0) -> int:
     """Stop a stack started by `ragbus up` from another shell."""
     pid_file = settings.data_dir.resolve() / PID_FILE
     if not pid_file.exists():

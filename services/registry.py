@@ -1,11 +1,14 @@
 """Every service by name: what `ragbus serve`, the supervisor and the AsyncAPI generator start,
 without import strings."""
 
+import asyncio
 from collections.abc import Sequence
 from types import ModuleType
+from typing import Any
 
+from ragbus.adapters.store import open_store
 from ragbus.runner import Served, run
-from ragbus.settings import CommonSettings
+from ragbus.settings import HttpSettings
 from services.chunker import main as chunker
 from services.embedder import main as embedder
 from services.indexer import main as indexer
@@ -23,9 +26,9 @@ SERVICES: dict[str, ModuleType] = {
 }
 
 
-def settings_of(name: str) -> CommonSettings:
-    """The service's settings, as its environment gives them."""
-    settings: CommonSettings = SERVICES[name].get_settings()
+def settings_of(name: str) -> HttpSettings:
+    """The service's settings, as its environment gives them (every service serves HTTP)."""
+    settings: HttpSettings = SERVICES[name].get_settings()
     return settings
 
 
@@ -35,13 +38,29 @@ def port_of(name: str) -> int:
 
 
 def main(names: Sequence[str]) -> None:
-    """Serve the named services in this process; services in one process share one store."""
+    """Serve the named services in this process. The indexer and the query service in one
+    process share one store (embedded storage admits one opener), closed once both stopped."""
     unknown = [name for name in names if name not in SERVICES]
     if unknown:
         raise SystemExit(f"unknown service {unknown[0]!r}; choose from {', '.join(SERVICES)}")
-    shared: dict[str, object] = {}
-    apps = [
-        Served(SERVICES[name].create_app(shared), settings_of(name).host, port_of(name))
-        for name in names
-    ]
-    run(apps, settings_of(names[0]).log_level)
+    adapters: dict[str, Any] = {}
+    store = None
+    if {"indexer", "query"} <= set(names):
+        store = open_store(indexer.get_settings())
+        adapters = {
+            "indexer": indexer.IndexerAdapters(store=store),
+            "query": query.QueryAdapters(store=store),
+        }
+    try:
+        apps = [
+            Served(
+                SERVICES[name].create_app(adapters=adapters.get(name)),
+                settings_of(name).host,
+                port_of(name),
+            )
+            for name in names
+        ]
+        run(apps, settings_of(names[0]).log_level)
+    finally:
+        if store is not None:
+            asyncio.run(store.close())

@@ -20,7 +20,7 @@ always covers every point.
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +30,7 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from ragbus.ports import Hit, IndexInfo, Payload, Point, SearchRequest, VectorStore, generation_of
-from ragbus.settings import CommonSettings
+from ragbus.settings import StoreSettings
 from ragbus.sparse import SparseVector
 
 T = TypeVar("T")
@@ -390,17 +390,9 @@ class StoreRunner:
         self._executor.shutdown(wait=True)
 
 
-def shared_store(
-    shared: dict[str, object] | None, settings: CommonSettings
-) -> tuple[StoreRunner, list[Callable[[], Awaitable[None]]]]:
-    """The store of this process, opened by the first service that asks; only that service
-    closes it (embedded storage admits one opener, so services in one process must share it)."""
-    shared = {} if shared is None else shared
-    existing = shared.get("store")
-    if isinstance(existing, StoreRunner):
-        return existing, []
-    runner = StoreRunner(
+def open_store(settings: StoreSettings) -> StoreRunner:
+    """The store the settings name, behind its runner; whoever opens it closes it. Embedded
+    storage admits one opener: services in one process must share one runner."""
+    return StoreRunner(
         QdrantStore.connect(settings.qdrant_url, settings.qdrant_path, settings.collection_alias)
     )
-    shared["store"] = runner
-    return runner, [runner.close]

@@ -20,7 +20,6 @@ import orjson
 
 from contracts.ids import sha256_of, upload_version
 from ragbus.retry import retry
-from ragbus.settings import CommonSettings
 from ragbus_ops import client as api
 
 from . import metrics
@@ -544,11 +543,11 @@ def stack_for(
     if any(up.values()):
         down = ", ".join(name for name, ok in up.items() if not ok)
         raise RuntimeError(f"part of a stack is running but {down} does not answer")
-    from ragbus_ops.supervisor import Stack
+    from ragbus_ops.supervisor import Stack, StackSettings
     from services.registry import port_of
 
     say(f"no stack answers; starting one with data in {data_dir} (stopped at the end)")
-    stack = Stack(CommonSettings(data_dir=data_dir), llm=generate)
+    stack = Stack(StackSettings(data_dir=data_dir), llm=generate)
     try:
         stack.start()
         started = Endpoints(

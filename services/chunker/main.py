@@ -1,8 +1,10 @@
 """Composition root of the chunker service."""
 
 import asyncio
+from dataclasses import dataclass
 
 from fastapi import FastAPI
+from tokenizers import Tokenizer
 
 from contracts.events import ChunksReady
 from contracts.topics import CHUNKS_READY, DOCUMENT_UPLOADED
@@ -14,16 +16,27 @@ from ragbus.service import create_service_app
 from .settings import ChunkerSettings, get_settings
 from .subscriber import GROUP, register
 
-__all__ = ["create_app", "get_settings"]
+__all__ = ["ChunkerAdapters", "create_app", "get_settings"]
+
+
+@dataclass(frozen=True)
+class ChunkerAdapters:
+    """The chunker's ports. A `tokenizer` left None is the embedding model's, counting tokens
+    for the split (no truncation, no padding). The parsers' sandbox and the blob reader are
+    built by the subscriber from the settings."""
+
+    tokenizer: Tokenizer | None = None
 
 
 def create_app(
-    shared: dict[str, object] | None = None, settings: ChunkerSettings | None = None
+    settings: ChunkerSettings | None = None, adapters: ChunkerAdapters | None = None
 ) -> FastAPI:
     settings = settings or get_settings()
+    given = adapters or ChunkerAdapters()
+    tokenizer = given.tokenizer
+    if tokenizer is None:
+        tokenizer = load_tokenizer(max_tokens=0, pad=False)
     broker = create_broker(settings, "chunker")
-    # Counting tokens for the split: no truncation, no padding.
-    tokenizer = load_tokenizer(max_tokens=0, pad=False)
     sandbox = register(
         broker,
         Bus(broker, "chunker", {CHUNKS_READY: ChunksReady}, [DOCUMENT_UPLOADED]),

@@ -4,7 +4,7 @@ from functools import cache
 
 from pydantic import AliasChoices, Field
 
-from ragbus.settings import CommonSettings
+from ragbus.settings import BlobSettings, HttpSettings, KafkaSettings
 
 from .parsers import Limits
 from .sandbox import SandboxLimits
@@ -12,8 +12,13 @@ from .sandbox import SandboxLimits
 MIB = 1024 * 1024
 
 
-class ChunkerSettings(CommonSettings):
+class ChunkerSettings(KafkaSettings, HttpSettings, BlobSettings):
+    """The broker, the HTTP shell, the blobs it reads; and how it parses and splits."""
+
     port: int = Field(default=8085, validation_alias=AliasChoices("RAGBUS_CHUNKER_PORT"))
+    max_tokens: int = Field(
+        default=256, ge=16, le=512, description="a chunk's model tokens, [CLS] and [SEP] included"
+    )
     overlap_tokens: int = Field(default=32, ge=0)
     chunks_per_event: int = Field(default=64, ge=1, description="chunks in one chunks.ready event")
     max_blob_bytes: int = Field(default=100 * MIB, ge=1)

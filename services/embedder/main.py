@@ -1,5 +1,7 @@
 """Composition root of the embedder service."""
 
+from dataclasses import dataclass
+
 from fastapi import FastAPI
 
 from contracts.events import VectorsReady
@@ -8,26 +10,37 @@ from ragbus.adapters.embedding import create_backend
 from ragbus.bus import Bus, create_broker
 from ragbus.lag import lag_hooks
 from ragbus.ports import EmbeddingBackend, EmbeddingUnavailable
-from ragbus.service import create_service_app
+from ragbus.service import Hook, create_service_app
 
 from .settings import EmbedderSettings, get_settings
 from .subscriber import GROUP, register
 
-__all__ = ["create_app", "get_settings"]
+__all__ = ["EmbedderAdapters", "create_app", "get_settings"]
+
+
+@dataclass(frozen=True)
+class EmbedderAdapters:
+    """The embedder's ports. An `embedder` left None is built from the settings (TEI or the
+    packaged model) and closed at shutdown; one passed in stays the caller's to close."""
+
+    embedder: EmbeddingBackend | None = None
 
 
 def create_app(
-    shared: dict[str, object] | None = None,
-    settings: EmbedderSettings | None = None,
-    backend: EmbeddingBackend | None = None,
+    settings: EmbedderSettings | None = None, adapters: EmbedderAdapters | None = None
 ) -> FastAPI:
     settings = settings or get_settings()
-    backend = backend or create_backend(
-        settings.tei_url,
-        threads=settings.embed_threads,
-        batch_size=settings.embed_batch_size,
-        model=settings.embed_model,
-    )
+    given = adapters or EmbedderAdapters()
+    owned: list[Hook] = []
+    backend = given.embedder
+    if backend is None:
+        backend = create_backend(
+            settings.tei_url,
+            threads=settings.embed_threads,
+            batch_size=settings.embed_batch_size,
+            model=settings.embed_model,
+        )
+        owned.append(_closing(backend))
     broker = create_broker(settings, "embedder")
     register(
         broker,
@@ -41,10 +54,6 @@ def create_app(
         settings,
         backend,
     )
-
-    async def close() -> None:
-        backend.close()
-
     watch_lag, stop_watching = lag_hooks(
         settings.kafka_bootstrap, GROUP, CHUNKS_READY, settings.lag_interval_s
     )
@@ -52,9 +61,16 @@ def create_app(
         "embedder",
         broker=broker,
         started=[watch_lag],
-        shutdown=[close, stop_watching],
+        shutdown=[*owned, stop_watching],
         description="Health and metrics only.",
     )
     app.state.settings = settings
     app.state.broker = broker
     return app
+
+
+def _closing(backend: EmbeddingBackend) -> Hook:
+    async def close() -> None:
+        backend.close()
+
+    return close

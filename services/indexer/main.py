@@ -1,28 +1,43 @@
 """Composition root of the indexer service."""
 
+from dataclasses import dataclass
+
 from fastapi import FastAPI
 
 from contracts.events import IndexPromoted
 from contracts.topics import INDEX_PROMOTED, VECTORS_READY
-from ragbus.adapters.store import shared_store
+from ragbus.adapters.store import StoreRunner, open_store
 from ragbus.bus import Bus, create_broker
 from ragbus.lag import lag_hooks
-from ragbus.service import create_service_app
+from ragbus.service import Hook, create_service_app
 
 from .handlers import TRANSIENT
 from .routes import router
 from .settings import IndexerSettings, get_settings
 from .subscriber import GROUP, register
 
-__all__ = ["create_app", "get_settings"]
+__all__ = ["IndexerAdapters", "create_app", "get_settings"]
+
+
+@dataclass(frozen=True)
+class IndexerAdapters:
+    """The indexer's ports. A `store` left None is opened from the settings and closed at
+    shutdown; one passed in stays the caller's to close. With embedded storage, one process's
+    indexer and query service must share one `store`."""
+
+    store: StoreRunner | None = None
 
 
 def create_app(
-    shared: dict[str, object] | None = None, settings: IndexerSettings | None = None
+    settings: IndexerSettings | None = None, adapters: IndexerAdapters | None = None
 ) -> FastAPI:
-    """`shared["store"]` lets the query service in the same process use the same storage."""
     settings = settings or get_settings()
-    runner, close = shared_store(shared, settings)
+    given = adapters or IndexerAdapters()
+    owned: list[Hook] = []
+    runner = given.store
+    if runner is None:
+        runner = open_store(settings)
+        owned.append(runner.close)
     broker = create_broker(settings, "indexer")
     register(
         broker,
@@ -40,7 +55,7 @@ def create_app(
         broker=broker,
         routers=[router],
         started=[watch_lag],
-        shutdown=[*close, stop_watching],
+        shutdown=[*owned, stop_watching],
         description="Index vectors into Qdrant and promote documents.",
     )
     app.state.settings = settings

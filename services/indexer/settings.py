@@ -4,10 +4,12 @@ from functools import cache
 
 from pydantic import AliasChoices, Field
 
-from ragbus.settings import CommonSettings
+from ragbus.settings import HttpSettings, KafkaSettings, StoreSettings
 
 
-class IndexerSettings(CommonSettings):
+class IndexerSettings(KafkaSettings, HttpSettings, StoreSettings):
+    """The broker, the HTTP shell, the vector store; and its batches."""
+
     port: int = Field(default=8084, validation_alias=AliasChoices("RAGBUS_INDEXER_PORT"))
     max_events_per_batch: int = Field(default=16, ge=1)
 

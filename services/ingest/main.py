@@ -1,5 +1,7 @@
 """Composition root of the ingest service."""
 
+from dataclasses import dataclass
+
 from fastapi import FastAPI
 
 from contracts.events import DocumentUploaded
@@ -13,13 +15,22 @@ from ragbus.status_feed import follow
 from .routes import router
 from .settings import IngestSettings, get_settings
 
-__all__ = ["create_app", "get_settings"]
+__all__ = ["IngestAdapters", "create_app", "get_settings"]
+
+
+@dataclass(frozen=True)
+class IngestAdapters:
+    """The ingest service's ports. `blobs` left None is the blob store under the data
+    directory, where the chunker reads."""
+
+    blobs: BlobStore | None = None
 
 
 def create_app(
-    shared: dict[str, object] | None = None, settings: IngestSettings | None = None
+    settings: IngestSettings | None = None, adapters: IngestAdapters | None = None
 ) -> FastAPI:
     settings = settings or get_settings()
+    given = adapters or IngestAdapters()
     broker = create_broker(settings, "ingest")
     app = create_service_app(
         "ingest",
@@ -29,7 +40,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.broker = broker
-    app.state.blobs = BlobStore(settings.blob_dir)
+    app.state.blobs = BlobStore(settings.blob_dir) if given.blobs is None else given.blobs
     app.state.bus = Bus(broker, "ingest", {DOCUMENT_UPLOADED: DocumentUploaded})
     # What the documents are now: tells an unchanged re-upload, and what a tenant may delete.
     app.state.board = DocumentTable()

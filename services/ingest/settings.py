@@ -4,10 +4,12 @@ from functools import cache
 
 from pydantic import AliasChoices, Field
 
-from ragbus.settings import CommonSettings
+from ragbus.settings import BlobSettings, HttpSettings, KafkaSettings
 
 
-class IngestSettings(CommonSettings):
+class IngestSettings(KafkaSettings, HttpSettings, BlobSettings):
+    """The broker, the HTTP shell, the blob store it writes; and its upload limits."""
+
     port: int = Field(default=8081, validation_alias=AliasChoices("RAGBUS_INGEST_PORT"))
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1, description="per file")
     max_request_bytes: int = Field(

@@ -1,6 +1,9 @@
 """Composition root of the query service."""
 
 import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from fastapi import FastAPI
 
@@ -8,10 +11,10 @@ from contracts.events import IndexPromoted
 from ragbus.adapters.embedding import create_backend
 from ragbus.adapters.llm import OpenAiChat
 from ragbus.adapters.rerank import TeiReranker
-from ragbus.adapters.store import shared_store
+from ragbus.adapters.store import StoreRunner, open_store
 from ragbus.bus import create_broker
 from ragbus.ports import ChatModel, EmbeddingBackend, Reranker
-from ragbus.service import create_service_app
+from ragbus.service import Hook, create_service_app
 
 from . import completions, routes
 from .cache import AnswerCache
@@ -20,7 +23,22 @@ from .pipeline import CachedAnswer, QueryDeps
 from .settings import QuerySettings, get_settings
 from .subscriber import register
 
-__all__ = ["create_app", "get_settings"]
+__all__ = ["QueryAdapters", "create_app", "get_settings"]
+
+
+@dataclass(frozen=True)
+class QueryAdapters:
+    """The query service's ports. One left None is built from the settings and closed at
+    shutdown (`llm` and `reranker` only when a URL names them); one passed in stays the
+    caller's to close. With embedded storage, one process's indexer and query service must
+    share one `store`."""
+
+    store: StoreRunner | None = None
+    embedder: EmbeddingBackend | None = None
+    llm: ChatModel | None = None
+    reranker: Reranker | None = None
+    clock: Callable[[], float] | None = None
+    """What the answer cache's time-to-live counts on (default `time.monotonic`)."""
 
 
 def create_llm(settings: QuerySettings) -> ChatModel | None:
@@ -38,21 +56,33 @@ def create_llm(settings: QuerySettings) -> ChatModel | None:
 
 
 def create_app(
-    shared: dict[str, object] | None = None,
-    settings: QuerySettings | None = None,
-    embedder: EmbeddingBackend | None = None,
-    llm: ChatModel | None = None,
-    reranker: Reranker | None = None,
+    settings: QuerySettings | None = None, adapters: QueryAdapters | None = None
 ) -> FastAPI:
-    """With embedded storage, run it in the indexer's process so both share `shared["store"]`."""
     settings = settings or get_settings()
-    runner, close = shared_store(shared, settings)
-    embedder = embedder or create_backend(
-        settings.tei_url, threads=settings.embed_threads, batch_size=1, model=settings.embed_model
-    )
-    llm = llm or create_llm(settings)
+    given = adapters or QueryAdapters()
+    owned: list[Hook] = []
+    runner = given.store
+    if runner is None:
+        runner = open_store(settings)
+        owned.append(runner.close)
+    embedder = given.embedder
+    if embedder is None:
+        embedder = create_backend(
+            settings.tei_url,
+            threads=settings.embed_threads,
+            batch_size=1,
+            model=settings.embed_model,
+        )
+        owned.append(_closing(embedder))
+    llm = given.llm
+    if llm is None:
+        llm = create_llm(settings)
+        if llm is not None:
+            owned.append(llm.close)
+    reranker = given.reranker
     if reranker is None and settings.rerank_url:
         reranker = TeiReranker(settings.rerank_url)
+        owned.append(reranker.close)
     broker = create_broker(settings, "query")
     deps = QueryDeps(
         settings=settings,
@@ -60,7 +90,9 @@ def create_app(
         embedder=embedder,
         llm=llm,
         reranker=reranker,
-        cache=AnswerCache[CachedAnswer](settings.cache_entries, settings.cache_ttl_s),
+        cache=AnswerCache[CachedAnswer](
+            settings.cache_entries, settings.cache_ttl_s, given.clock or time.monotonic
+        ),
     )
     conversations = ConversationLog(broker, max_turns=settings.history_turns)
 
@@ -75,19 +107,13 @@ def create_app(
     async def replay_conversations() -> None:
         await replay.wait(settings.replay_timeout_s)
 
-    async def release() -> None:
-        await asyncio.to_thread(embedder.close)
-        for adapter in (llm, reranker):
-            if adapter is not None:
-                await adapter.close()
-
     app = create_service_app(
         "query",
         broker=broker,
         routers=[routes.router, completions.router],
         startup=[read_generation],
         started=[replay_conversations],
-        shutdown=[release, *close],
+        shutdown=owned[::-1],  # hooks run last first: close in the order built
         description="Answer questions over the promoted index, with citations: JSON, SSE and "
         "the OpenAI chat API.",
     )
@@ -96,3 +122,10 @@ def create_app(
     app.state.deps = deps
     app.state.conversations = conversations
     return app
+
+
+def _closing(embedder: EmbeddingBackend) -> Hook:
+    async def close() -> None:
+        await asyncio.to_thread(embedder.close)
+
+    return close

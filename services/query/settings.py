@@ -4,10 +4,19 @@ from functools import cache
 
 from pydantic import AliasChoices, Field
 
-from ragbus.settings import CommonSettings
+from ragbus.settings import (
+    EmbeddingSettings,
+    HttpSettings,
+    KafkaSettings,
+    LlmSettings,
+    StoreSettings,
+)
 
 
-class QuerySettings(CommonSettings):
+class QuerySettings(KafkaSettings, HttpSettings, StoreSettings, EmbeddingSettings, LlmSettings):
+    """The broker, the HTTP shell, the vector store, the embedding model (for questions),
+    the language model and reranker; and how it answers."""
+
     port: int = Field(default=8082, validation_alias=AliasChoices("RAGBUS_QUERY_PORT"))
     max_top_k: int = Field(default=50, ge=1)
     context_passages: int = Field(

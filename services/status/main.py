@@ -1,5 +1,7 @@
 """Composition root of the status service."""
 
+from dataclasses import dataclass
+
 from fastapi import FastAPI
 
 from contracts.topics import DOCUMENT_STATUS
@@ -11,11 +13,17 @@ from .board import StatusBoard
 from .routes import router
 from .settings import StatusSettings, get_settings
 
-__all__ = ["create_app", "get_settings"]
+__all__ = ["StatusAdapters", "create_app", "get_settings"]
+
+
+@dataclass(frozen=True)
+class StatusAdapters:
+    """The status service's ports: none beyond the broker, which its settings name. (Kept so
+    that every service's `create_app` takes the same two arguments.)"""
 
 
 def create_app(
-    shared: dict[str, object] | None = None, settings: StatusSettings | None = None
+    settings: StatusSettings | None = None, adapters: StatusAdapters | None = None
 ) -> FastAPI:
     settings = settings or get_settings()
     broker = create_broker(settings, "status")

@@ -4,10 +4,12 @@ from functools import cache
 
 from pydantic import AliasChoices, Field
 
-from ragbus.settings import CommonSettings
+from ragbus.settings import HttpSettings, KafkaSettings
 
 
-class StatusSettings(CommonSettings):
+class StatusSettings(KafkaSettings, HttpSettings):
+    """The broker and the HTTP shell."""
+
     port: int = Field(default=8083, validation_alias=AliasChoices("RAGBUS_STATUS_PORT"))
 
 

@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from ragbus.adapters.embedding import create_backend
-from ragbus.settings import CommonSettings
 from ragbus_ops.client import LocalFile
 from ragbus_ops.llm_server import MODEL_ALIAS
-from ragbus_ops.supervisor import Stack
+from ragbus_ops.supervisor import Stack, StackSettings
 from services.embedder.settings import EmbedderSettings
 from services.query.settings import QuerySettings
 from services.registry import port_of
@@ -90,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("RAGBUS_LLM_MAX_TOKENS", "48")  # first tokens are what is timed
     # The questions repeat across concurrency levels: every query must do its work.
     os.environ.setdefault("RAGBUS_CACHE_ENTRIES", "0")
-    stack = Stack(CommonSettings())
+    stack = Stack(StackSettings())
     urls = {service: f"http://127.0.0.1:{port_of(service)}" for service in SERVICES}
     runs: dict[str, Any] = {}
     with corpora.scratch_dir() as scratch:

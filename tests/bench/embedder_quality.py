@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ragbus.adapters.embedding.onnx_backend import OnnxEmbedder, OnnxModel
-from ragbus.settings import CommonSettings
+from ragbus.settings import EmbeddingSettings
 from ragbus_ops.client import LocalFile
 from ragbus_ops.eval.datasets import Dataset, load_squad, sample
 from ragbus_ops.eval.metrics import score_rankings
@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     squad = load_squad(corpora.SQUAD_DEV)
     squad = Dataset(squad.name, squad.documents, sample(squad.questions, args.questions, args.seed))
     k8s = k8s_sample(args.chunks)
-    batch = CommonSettings().embed_batch_size
+    batch = EmbeddingSettings().embed_batch_size
     report: dict[str, Any] = {
         "k8s_chunks": len(k8s),
         "questions": len(squad.questions),

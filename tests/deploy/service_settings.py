@@ -14,13 +14,13 @@ import pytest
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
-from ragbus.settings import CommonSettings
+from ragbus.settings import RagbusSettings
 
 
-def settings_class(service: str) -> type[CommonSettings]:
+def settings_class(service: str) -> type[RagbusSettings]:
     """The class `services.<service>.settings.get_settings()` returns."""
     module = importlib.import_module(f"services.{service}.settings")
-    cls: type[CommonSettings] = get_type_hints(module.get_settings)["return"]
+    cls: type[RagbusSettings] = get_type_hints(module.get_settings)["return"]
     return cls
 
 
@@ -49,7 +49,7 @@ def default_port(service: str) -> int:
 
 def load_settings(
     service: str, env: Mapping[str, str], monkeypatch: pytest.MonkeyPatch
-) -> CommonSettings:
+) -> RagbusSettings:
     """The service's settings as a process with exactly `env` (for the names the class reads)
     would build them at start: raises what the service would stop with."""
     cls = settings_class(service)

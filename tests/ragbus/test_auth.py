@@ -9,7 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from ragbus.auth import Tenant, tenant_for
 from ragbus.service import create_service_app
-from ragbus.settings import DEFAULT_TENANT, CommonSettings
+from ragbus.settings import DEFAULT_TENANT, HttpSettings
 from ragbus.sse import event_stream, frame
 
 pytestmark = pytest.mark.unit
@@ -80,7 +80,7 @@ class Probe:
             return event_stream(frames())
 
         self.app = create_service_app("probe", routers=[router])
-        self.app.state.settings = CommonSettings(**settings)
+        self.app.state.settings = HttpSettings(**settings)
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://p")

@@ -2,7 +2,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from ragbus.ratelimit import RateLimiter, retry_after
-from ragbus.settings import CommonSettings
+from ragbus.settings import HttpSettings
 
 from .test_auth import bearer, probe_app
 
@@ -52,7 +52,7 @@ def test_a_zero_rate_admits_everything():
 
 
 def test_the_defaults_leave_bulk_ingest_and_steady_use_alone():
-    settings = CommonSettings()
+    settings = HttpSettings()
     clock = Clock()
     limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst, clock)
     # `ragbus ingest` of 5,000 files: 200 requests of 25 files, back to back in no time at all.

@@ -15,7 +15,7 @@ from fastapi.routing import iter_route_contexts
 from starlette.routing import Route
 
 from ragbus.adapters.embedding import create_backend
-from ragbus.adapters.store import StoreRunner
+from ragbus.adapters.store import open_store
 from services.chunker import main as chunker
 from services.chunker.settings import ChunkerSettings
 from services.embedder import main as embedder
@@ -63,18 +63,20 @@ async def apps(kafka_broker, tmp_path_factory) -> AsyncIterator[dict[str, FastAP
         "api_keys": KEYS,
     }
     backend = create_backend(None, threads=1, batch_size=1)
-    shared: dict[str, object] = {}
+    store = open_store(IndexerSettings(**common))
     built = {
-        "ingest": ingest.create_app(settings=IngestSettings(**common)),
-        "chunker": chunker.create_app(settings=ChunkerSettings(**common)),
-        "embedder": embedder.create_app(settings=EmbedderSettings(**common), backend=backend),
-        "indexer": indexer.create_app(shared, IndexerSettings(**common)),
-        "query": query.create_app(shared, QuerySettings(**common), embedder=backend),
-        "status": status.create_app(settings=StatusSettings(**common)),
+        "ingest": ingest.create_app(IngestSettings(**common)),
+        "chunker": chunker.create_app(ChunkerSettings(**common)),
+        "embedder": embedder.create_app(
+            EmbedderSettings(**common), embedder.EmbedderAdapters(embedder=backend)
+        ),
+        "indexer": indexer.create_app(IndexerSettings(**common), indexer.IndexerAdapters(store)),
+        "query": query.create_app(
+            QuerySettings(**common), query.QueryAdapters(store=store, embedder=backend)
+        ),
+        "status": status.create_app(StatusSettings(**common)),
     }
     yield built
-    store = shared["store"]
-    assert isinstance(store, StoreRunner)
     await store.close()
     backend.close()
 

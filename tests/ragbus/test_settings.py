@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from ragbus.settings import CommonSettings
+from ragbus.settings import HttpSettings
 from services.ingest.settings import IngestSettings
 from services.query.settings import QuerySettings
 
@@ -9,7 +9,7 @@ pytestmark = pytest.mark.unit
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "ragbus.example.com"])
-@pytest.mark.parametrize("settings_class", [CommonSettings, IngestSettings, QuerySettings])
+@pytest.mark.parametrize("settings_class", [HttpSettings, IngestSettings, QuerySettings])
 def test_without_keys_only_loopback_may_be_bound(settings_class, host):
     with pytest.raises(ValidationError) as caught:
         settings_class(host=host)
@@ -20,7 +20,7 @@ def test_without_keys_only_loopback_may_be_bound(settings_class, host):
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
 def test_loopback_needs_no_keys(host):
-    assert CommonSettings(host=host).tenant_keys == {}
+    assert HttpSettings(host=host).tenant_keys == {}
 
 
 def test_with_keys_any_address_may_be_bound(monkeypatch):
@@ -34,14 +34,14 @@ def test_with_keys_any_address_may_be_bound(monkeypatch):
 @pytest.mark.parametrize("entry", ["justakey", ":acme", "key:"])
 def test_a_key_without_a_tenant_is_refused(entry):
     with pytest.raises(ValidationError, match="is not key:tenant"):
-        CommonSettings(api_keys=entry)
+        HttpSettings(api_keys=entry)
 
 
 @pytest.mark.parametrize(("field", "value"), [("rate_limit_per_s", -1.0), ("rate_limit_burst", 0)])
 def test_a_meaningless_rate_limit_is_refused(field, value):
     with pytest.raises(ValidationError):
-        CommonSettings(**{field: value})
+        HttpSettings(**{field: value})
 
 
 def test_a_zero_rate_turns_limiting_off():
-    assert CommonSettings(rate_limit_per_s=0).rate_limit_per_s == 0
+    assert HttpSettings(rate_limit_per_s=0).rate_limit_per_s == 0

@@ -6,7 +6,7 @@ import pytest
 from contracts.topics import CONSUMED, DOCUMENT_STATUS, all_topics, dlq
 from ragbus_ops.asyncapi import document
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.unit
 COMMITTED = Path(__file__).parents[2] / "contracts" / "asyncapi.json"
 
 

@@ -245,8 +245,18 @@ def test_every_workload_is_probed_sized_and_covered_by_a_disruption_budget(objec
                 assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
 
 
+def settings_in_config_maps(objects: list[Manifest]) -> dict[str, str]:
+    """Every setting the ConfigMaps hold (one per settings group, no name in two)."""
+    config: dict[str, str] = {}
+    for config_map in of_kind(objects, "ConfigMap").values():
+        data = config_map.get("data", {})
+        assert not set(data) & set(config), config_map["metadata"]["name"]
+        config.update(data)
+    return config
+
+
 def test_urls_in_the_config_name_services_of_the_layout(objects):
-    config = the(objects, "ConfigMap", "ragbus-config")["data"]
+    config = settings_in_config_maps(objects)
     services = of_kind(objects, "Service")
     for name in ("QDRANT_URL", "TEI_URL", "LLM_URL"):
         if name in config:
@@ -263,7 +273,7 @@ def test_urls_in_the_config_name_services_of_the_layout(objects):
 
 def test_gpu_servers_run_on_gpu_nodes_and_serve_the_configured_model():
     objects = render(K8S / "overlays" / "gpu")
-    config = the(objects, "ConfigMap", "ragbus-config")["data"]
+    config = settings_in_config_maps(objects)
     for name in ("tei", "vllm"):
         pod = pod_spec(the(objects, "Deployment", name))
         (container,) = pod["containers"]

@@ -11,13 +11,13 @@ from pathlib import Path
 import docx
 import pytest
 
-from services.chunker import parsers
 from services.chunker.parsers import (
     ExtractedText,
     Limits,
     UnreadableDocument,
     extract_text,
     normalise,
+    txt,
 )
 from tests.e2e.bad_inputs import (
     SIGNATURES,
@@ -246,6 +246,7 @@ def test_markdown_front_matter_comments_and_shortcodes() -> None:
     ("text", "title"),
     [
         ("# Heading One\n\nBody.", "Heading One"),
+        ("Setext *Title*\n=====\n\nBody.", "Setext Title"),
         ("---\ntitle: 'Quoted'\n---\nBody.", "Quoted"),
         ('+++\ntitle = "Toml Title"\n+++\nBody.', "Toml Title"),
         ("Plain body without heading.", None),
@@ -415,6 +416,27 @@ def test_markdown_links_keep_their_text() -> None:
 
 
 @pytest.mark.parametrize(
+    ("source", "text"),
+    [
+        ("See [the guide][g].\n\n[g]: https://example.com/guide", "See the guide."),
+        ("[pod\naffinity](/docs/pod-affinity/) rules", "pod\naffinity rules"),
+        ("Go to <https://k8s.io>.", "Go to https://k8s.io."),
+        ("**Bold**, `code`, _em_ and ~~struck~~", "Bold, code, em and struck"),
+        ("`[x](y)` is literal", "[x](y) is literal"),
+        ("AT&amp;T &#124; Container<br>runtime", "AT&T | Container runtime"),
+        ("| a | b |\n|---|---|\n| `c` | [d](/d) |", "a | b\nc | d"),
+        ("Run:\n```yaml\nkey: value\n```\nDone.", "Run:\n\nkey: value\n\nDone."),
+        ("* one\n* two\n\n1. first\n2. second\n\n---\n> quoted",
+         "- one\n- two\n\n1. first\n2. second\n\nquoted"),
+    ],
+    ids=["reference", "multiline", "autolink", "emphasis", "code", "entities-and-html", "table",
+         "fence", "lists-rule-quote"],
+)  # fmt: skip
+def test_markdown_renders_what_a_reader_sees(source: str, text: str) -> None:
+    assert extract_text(source.encode(), "page.md", None).text == text
+
+
+@pytest.mark.parametrize(
     "hostile",
     [b"<!--" * 400_000, b"{{< " * 400_000, b"[x](" * 400_000, b"![x](a(" * 300_000, b"[" * 10**6],
     ids=["unclosed-comments", "unclosed-shortcodes", "unclosed-links", "nested-parens", "brackets"],
@@ -495,6 +517,13 @@ def test_content_that_is_not_what_its_name_says_is_refused(
     assert caught.value.reason.startswith(reason)
 
 
+FRENCH = "L'élève français mangeait à côté de la fenêtre, voilà."
+GERMAN = "Die schöne Frau aß köstliche Äpfel und lächelte über die Straße."
+RUSSIAN = "Съешь же ещё этих мягких французских булок, да выпей чаю."
+JAPANESE = "東京都の天気は晴れです。日本語の文章を書きます。"
+CHINESE = "我能吞下玻璃而不伤身体。今天的天气很好。"
+
+
 @pytest.mark.parametrize(
     ("name", "data", "expected"),
     [
@@ -505,6 +534,12 @@ def test_content_that_is_not_what_its_name_says_is_refused(
         ("latin1.md", "Stra\u00dfe".encode("latin-1"), "Stra\u00dfe"),
         ("damaged.html", "<p>caf\u00e9 na\u00efve ".encode() + b"\xff</p>", "caf\u00e9 na\u00efve"),
         ("sjis.html", '<meta charset="shift_jis">\u6771\u4eac'.encode("shift_jis"), "\u6771\u4eac"),
+        # No BOM, no declared charset: the statistics of the bytes decide.
+        ("fr.txt", FRENCH.encode("cp1252"), FRENCH),
+        ("de16.txt", GERMAN.encode("utf-16-le"), GERMAN),
+        ("ru.txt", RUSSIAN.encode("cp1251"), RUSSIAN),
+        ("ja.md", JAPANESE.encode("shift_jis"), JAPANESE),
+        ("zh.txt", CHINESE.encode("gbk"), CHINESE),
     ],
 )  # fmt: skip
 def test_text_in_any_encoding_is_read(name: str, data: bytes, expected: str) -> None:
@@ -548,16 +583,6 @@ def test_limits_refuse_a_document_before_it_explodes(
     assert caught.value.reason.startswith(reason)
 
 
-def test_limits_come_from_the_context_when_not_given() -> None:
-    token = parsers.LIMITS.set(SMALL)
-    try:
-        with pytest.raises(UnreadableDocument, match="100-character limit"):
-            extract_text(b"word " * 21, "long.txt", None)
-    finally:
-        parsers.LIMITS.reset(token)
-    assert extract_text(b"word " * 21, "long.txt", None).text
-
-
 @pytest.mark.parametrize(
     ("error", "reason"),
     [
@@ -576,7 +601,7 @@ def test_any_exception_of_a_parser_becomes_a_reason(
     def failing(data: bytes, limits: Limits) -> ExtractedText:
         raise error
 
-    monkeypatch.setitem(parsers._EXTRACTORS, "text", failing)
+    monkeypatch.setattr(txt, "extract", failing)
     with pytest.raises(UnreadableDocument) as caught:
         extract_text(b"anything", "a.txt", None)
     assert caught.value.reason == reason

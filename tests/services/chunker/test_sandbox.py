@@ -19,8 +19,7 @@ MIB = 1024 * 1024
 
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
-    limits = SandboxLimits(timeout_s=2, memory_bytes=512 * MIB, parser=Limits(max_text_chars=1000))
-    with Sandbox(limits) as running:
+    with Sandbox(SandboxLimits(timeout_s=2, memory_bytes=512 * MIB)) as running:
         yield running
 
 
@@ -63,8 +62,8 @@ CRASHED = "the parser crashed on this file (worker "
             id="unreadable",
         ),
         pytest.param(
-            extract_text, (b"x" * 1001, "a.txt", None), UnreadableDocument,
-            "over the 1,000-character limit", id="parser-limits",
+            extract_text, (b"x" * 1001, "a.txt", None, Limits(max_text_chars=1000)),
+            UnreadableDocument, "over the 1,000-character limit", id="parser-limits",
         ),
         pytest.param(int, ("x",), ValueError, "invalid literal for int()", id="error"),
         pytest.param(

@@ -6,7 +6,7 @@ import pytest
 
 from ragbus.adapters.embedding import create_backend
 from ragbus.adapters.store import QdrantStore, StoreRunner
-from services.query.main import create_app
+from services.query.main import QueryAdapters, create_app
 from services.query.settings import QuerySettings
 
 
@@ -46,7 +46,8 @@ async def service(kafka_broker, data_dir, api_keys, embedder):
             **overrides,
         )
         app = create_app(
-            {"store": runner}, settings, embedder=Borrowed(embedder), llm=llm, reranker=reranker
+            settings,
+            QueryAdapters(store=runner, embedder=Borrowed(embedder), llm=llm, reranker=reranker),
         )
         lifespan = app.router.lifespan_context(app)
         await lifespan.__aenter__()

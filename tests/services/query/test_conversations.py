@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 from contracts.events import IndexPromoted, conversation_key
 from contracts.topics import INDEX_PROMOTED, QUERY_CONVERSATIONS
 from ragbus.bus import create_broker, encode
-from ragbus.settings import CommonSettings
+from ragbus.settings import KafkaSettings
 from services.query.cache import AnswerCache
 from services.query.conversations import ConversationLog
 from services.query.subscriber import register
@@ -37,7 +37,7 @@ class Replica:
 @asynccontextmanager
 async def replica(bootstrap: str) -> AsyncIterator[Replica]:
     """A query replica's subscribers, started and caught up with the topics."""
-    broker = create_broker(CommonSettings(kafka_bootstrap=bootstrap), "query-test")
+    broker = create_broker(KafkaSettings(kafka_bootstrap=bootstrap), "query-test")
     started = Replica(ConversationLog(broker, max_turns=MAX_TURNS), AnswerCache(8, 60), broker)
     replay = register(broker, started.cache, started.conversations, started.promotions.append)
     await broker.start()

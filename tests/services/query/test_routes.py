@@ -19,7 +19,7 @@ from ragbus.adapters.llm import OpenAiChat
 from ragbus.adapters.store import QdrantStore
 from ragbus.bus import create_broker, encode
 from ragbus.ports import Message, Point, RerankError
-from ragbus.settings import CommonSettings
+from ragbus.settings import KafkaSettings
 from ragbus.sparse import encode_document
 from services.query.transform import NO_PASSAGES
 
@@ -238,7 +238,7 @@ async def test_the_answer_is_cached_until_the_index_changes(service, kafka_broke
     assert other.json()["cached"] is False, "another tenant must not get acme's cached answer"
     llm.answers.append(["beta"])
 
-    broker = create_broker(CommonSettings(kafka_bootstrap=kafka_broker), "test")
+    broker = create_broker(KafkaSettings(kafka_bootstrap=kafka_broker), "test")
     async with broker:
         await broker.start()
         promoted = IndexPromoted(

@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 from contracts.events import Conversation, IndexPromoted, Turn
 from contracts.topics import INDEX_PROMOTED, QUERY_CONVERSATIONS
 from ragbus.bus import create_broker, encode
-from ragbus.settings import CommonSettings
+from ragbus.settings import KafkaSettings
 from services.query.cache import AnswerCache
 from services.query.conversations import ConversationLog
 from services.query.subscriber import register
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.unit
 
 @pytest.fixture
 def broker():
-    return create_broker(CommonSettings(), "query-test")
+    return create_broker(KafkaSettings(), "query-test")
 
 
 @pytest.fixture

