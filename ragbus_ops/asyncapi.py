@@ -10,9 +10,8 @@ from typing import Any
 
 import orjson
 from faststream.specification import AsyncAPI
-from tokenizers import Tokenizer
-from tokenizers.models import WordLevel
 
+from contracts.events import ChunksReady, DocumentUploaded
 from ragbus.adapters.store import StoreRunner, open_store
 from ragbus.ports import Vectors
 from services.chunker import main as chunker
@@ -38,13 +37,15 @@ class _NoModel:
         return None
 
 
+def _no_split(event: DocumentUploaded, data: bytes) -> list[ChunksReady]:
+    raise RuntimeError("the AsyncAPI generator's apps parse nothing")
+
+
 def _adapters(store: StoreRunner) -> dict[str, object]:
-    """Ports that need no model file: a tokenizer with an empty vocabulary, no embedding model,
-    and one store on throwaway storage for the indexer and the query service."""
+    """Ports that need no model file and start no process: no parser, no embedding model, and
+    one store on throwaway storage for the indexer and the query service."""
     return {
-        "chunker": chunker.ChunkerAdapters(
-            tokenizer=Tokenizer(WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
-        ),
+        "chunker": chunker.ChunkerAdapters(split=_no_split),
         "embedder": embedder.EmbedderAdapters(embedder=_NoModel()),
         "indexer": indexer.IndexerAdapters(store=store),
         "query": query.QueryAdapters(store=store, embedder=_NoModel()),

@@ -6,25 +6,32 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 from tokenizers import Tokenizer
 
-from contracts.events import ChunksReady
+from contracts.events import ChunksReady, DocumentUploaded
 from contracts.topics import CHUNKS_READY, DOCUMENT_UPLOADED
+from ragbus.adapters.blobs import read_blob
 from ragbus.adapters.embedding.model_files import load_tokenizer
 from ragbus.bus import Bus, create_broker
 from ragbus.lag import lag_hooks
-from ragbus.service import create_service_app
+from ragbus.service import Hook, create_service_app
 
+from .handlers import ReadBlob, Split
+from .sandbox import Sandbox
 from .settings import ChunkerSettings, get_settings
 from .subscriber import GROUP, register
+from .transform import chunk_document
 
 __all__ = ["ChunkerAdapters", "create_app", "get_settings"]
 
 
 @dataclass(frozen=True)
 class ChunkerAdapters:
-    """The chunker's ports. A `tokenizer` left None is the embedding model's, counting tokens
-    for the split (no truncation, no padding). The parsers' sandbox and the blob reader are
-    built by the subscriber from the settings."""
+    """The chunker's ports, each built from the settings when left None: `read` (a blob's
+    bytes, within the readable roots), `split` (a document's chunks: parsing in the sandbox's
+    worker processes with the settings' limits, token counts from `tokenizer`, the embedding
+    model's, without truncation or padding)."""
 
+    read: ReadBlob | None = None
+    split: Split | None = None
     tokenizer: Tokenizer | None = None
 
 
@@ -33,20 +40,34 @@ def create_app(
 ) -> FastAPI:
     settings = settings or get_settings()
     given = adapters or ChunkerAdapters()
-    tokenizer = given.tokenizer
-    if tokenizer is None:
-        tokenizer = load_tokenizer(max_tokens=0, pad=False)
+    owned: list[Hook] = []
+
+    def read(uri: str) -> bytes:
+        return read_blob(uri, settings.max_blob_bytes, settings.readable_blob_roots)
+
+    split = given.split
+    if split is None:
+        tokenizer = given.tokenizer or load_tokenizer(max_tokens=0, pad=False)
+        # Parsing runs in worker processes: a hostile file costs a worker, not the chunker.
+        sandbox = Sandbox(settings.sandbox_limits(), settings.extract_workers, resident=[tokenizer])
+        limits = settings.limits()
+
+        def split(event: DocumentUploaded, data: bytes) -> list[ChunksReady]:
+            return sandbox.run(
+                chunk_document, event, data, tokenizer, limits=limits, **settings.split()
+            )
+
+        async def stop_workers() -> None:
+            await asyncio.to_thread(sandbox.close)
+
+        owned.append(stop_workers)
     broker = create_broker(settings, "chunker")
-    sandbox = register(
+    register(
         broker,
         Bus(broker, "chunker", {CHUNKS_READY: ChunksReady}, [DOCUMENT_UPLOADED]),
-        settings,
-        tokenizer,
+        given.read or read,
+        split,
     )
-
-    async def stop_workers() -> None:
-        await asyncio.to_thread(sandbox.close)
-
     watch_lag, stop_watching = lag_hooks(
         settings.kafka_bootstrap, GROUP, DOCUMENT_UPLOADED, settings.lag_interval_s
     )
@@ -54,7 +75,7 @@ def create_app(
         "chunker",
         broker=broker,
         started=[watch_lag],
-        shutdown=[stop_workers, stop_watching],
+        shutdown=[*owned, stop_watching],
         description="Health and metrics only.",
     )
     app.state.settings = settings

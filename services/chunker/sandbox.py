@@ -25,13 +25,14 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from .parsers import LIMITS, Limits, UnreadableDocument
+from . import parsers
+from .parsers import UnreadableDocument
 
 __all__ = ["Sandbox", "SandboxLimits", "SandboxUnavailable"]
 
@@ -46,12 +47,13 @@ _SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass(frozen=True, slots=True)
 class SandboxLimits:
-    """Per document: wall-clock seconds; per worker: bytes of data memory (RLIMIT_DATA);
-    and the parser limits the worker applies."""
+    """Per document: wall-clock seconds; per worker: bytes of data memory (RLIMIT_DATA).
+
+    Parser limits are not the sandbox's: they are an argument of the function it runs.
+    """
 
     timeout_s: float = 180.0
     memory_bytes: int = 2048 * MIB
-    parser: Limits = field(default_factory=Limits)
 
 
 class SandboxUnavailable(RuntimeError):
@@ -109,7 +111,7 @@ class _Worker:
             theirs.close()
         self.connection = Connection(ours.detach())
         self.alive = True
-        setup = (limits.memory_bytes, limits.parser, list(resident))
+        setup = (limits.memory_bytes, list(resident))
         try:
             self.connection.send_bytes(pickle.dumps(setup, protocol=pickle.HIGHEST_PROTOCOL))
             if not self.connection.poll(STARTUP_TIMEOUT_S):
@@ -267,13 +269,9 @@ def _serve(fd: int) -> None:
     # Ctrl-C in a terminal reaches the whole process group: the chunker stops its workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     connection = Connection(fd)
-    memory_bytes, parser_limits, resident = pickle.loads(connection.recv_bytes())
+    memory_bytes, resident = pickle.loads(connection.recv_bytes())
     _limit_memory(memory_bytes)
-    LIMITS.set(parser_limits)
-    import docx  # noqa: F401 - loaded now so that the first document does not wait for them
-    import lxml.html  # noqa: F401
-    import pypdf  # noqa: F401
-
+    parsers.preload()
     connection.send_bytes(_READY)
     while True:
         try:

@@ -59,7 +59,6 @@ class ChunkerSettings(KafkaSettings, HttpSettings, BlobSettings):
         return SandboxLimits(
             timeout_s=self.extract_timeout_s,
             memory_bytes=self.extract_memory_mb * MIB,
-            parser=self.limits(),
         )
 
 

@@ -4,36 +4,19 @@ from functools import partial
 
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from tokenizers import Tokenizer
 
-from contracts.events import ChunksReady, DocumentUploaded, UploadOrDelete
+from contracts.events import UploadOrDelete
 from contracts.topics import DOCUMENT_UPLOADED
-from ragbus.adapters.blobs import read_blob
 from ragbus.bus import Bus
 from ragbus.stage import handle, subscribe
 
-from .handlers import chunk_all
-from .sandbox import Sandbox
-from .settings import ChunkerSettings
-from .transform import chunk_document
+from .handlers import ReadBlob, Split, chunk_all
 
 GROUP = "ragbus-chunker"
 
 
-def register(
-    broker: KafkaBroker, bus: Bus, settings: ChunkerSettings, tokenizer: Tokenizer
-) -> Sandbox:
-    """Subscribe the chunker to `document.uploaded`; return the parsers' sandbox, for the
-    service to close at shutdown."""
-    # Parsing runs in worker processes: a hostile file costs a worker, not the chunker.
-    sandbox = Sandbox(settings.sandbox_limits(), settings.extract_workers, resident=[tokenizer])
-
-    def read(uri: str) -> bytes:
-        return read_blob(uri, settings.max_blob_bytes, settings.readable_blob_roots)
-
-    def split(event: DocumentUploaded, data: bytes) -> list[ChunksReady]:
-        return sandbox.run(chunk_document, event, data, tokenizer, **settings.split())
-
+def register(broker: KafkaBroker, bus: Bus, read: ReadBlob, split: Split) -> None:
+    """Subscribe the chunker to `document.uploaded`."""
     rule = partial(chunk_all, read=read, split=split)
 
     @subscribe(
@@ -51,5 +34,3 @@ def register(
     )
     async def on_document_uploaded(events: list[UploadOrDelete], message: KafkaMessage) -> None:
         await handle(bus, message, rule)
-
-    return sandbox

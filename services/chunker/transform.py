@@ -5,7 +5,7 @@ from tokenizers import Tokenizer
 from contracts.events import Chunk, ChunksReady, DocumentUploaded
 from contracts.ids import chunk_id, sha256_of, version_of
 
-from .parsers import UnreadableDocument, extract_text
+from .parsers import DEFAULT_LIMITS, Limits, UnreadableDocument, extract_text
 from .splitter import split_text
 
 
@@ -17,16 +17,17 @@ def chunk_document(
     max_tokens: int,
     overlap_tokens: int,
     chunks_per_event: int,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> list[ChunksReady]:
     """Parse, split and batch one document version. Raises UnreadableDocument with the reason
-    when the bytes cannot give text (or are not the bytes the event names)."""
+    when the bytes cannot give text within `limits` (or are not the bytes the event names)."""
     digest = sha256_of(data)
     if event.sha256 and event.sha256 != digest:
         raise UnreadableDocument(
             f"content sha256 {digest} does not match the event's {event.sha256}"
         )
     version = event.version or version_of(digest)
-    extracted = extract_text(data, event.filename, event.content_type)
+    extracted = extract_text(data, event.filename, event.content_type, limits)
     spans = split_text(
         extracted.text, tokenizer, max_tokens=max_tokens, overlap_tokens=overlap_tokens
     )

@@ -444,7 +444,7 @@ def test_markdown_renders_what_a_reader_sees(source: str, text: str) -> None:
 def test_hostile_markdown_stays_linear(hostile: bytes) -> None:
     started = time.perf_counter()
     assert extract_text(hostile, "hostile.md", None).text
-    assert time.perf_counter() - started < 20  # quadratic regexes would take hours
+    assert time.perf_counter() - started < 60  # quadratic regexes would take hours
 
 
 # --------------------------------------------------------------------------- hardening

@@ -3,7 +3,7 @@ import pytest
 from contracts.events import DocumentUploaded
 from contracts.ids import chunk_id, sha256_of
 from ragbus.adapters.embedding.model_files import load_tokenizer
-from services.chunker.parsers import UnreadableDocument
+from services.chunker.parsers import Limits, UnreadableDocument
 from services.chunker.transform import chunk_document
 
 pytestmark = pytest.mark.integration
@@ -29,9 +29,15 @@ def uploaded(data: bytes, **fields):
     )
 
 
-def chunk(event, data, tokenizer, per_event=4):
+def chunk(event, data, tokenizer, per_event=4, **limits):
     return chunk_document(
-        event, data, tokenizer, max_tokens=256, overlap_tokens=32, chunks_per_event=per_event
+        event,
+        data,
+        tokenizer,
+        max_tokens=256,
+        overlap_tokens=32,
+        chunks_per_event=per_event,
+        **limits,
     )
 
 
@@ -65,3 +71,8 @@ def test_bytes_that_do_not_match_the_event_are_refused(tokenizer):
 def test_a_document_without_text_is_refused(tokenizer):
     with pytest.raises(UnreadableDocument):
         chunk(uploaded(b"   \n\n  "), b"   \n\n  ", tokenizer)
+
+
+def test_the_parser_limits_given_are_the_ones_applied(tokenizer):
+    with pytest.raises(UnreadableDocument, match="over the 100-character limit"):
+        chunk(uploaded(TEXT), TEXT, tokenizer, limits=Limits(max_text_chars=100))
