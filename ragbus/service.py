@@ -1,8 +1,8 @@
-"""The HTTP shell every service shares: health, metrics, API keys, rate limits, and a lifespan
-that runs the broker."""
+"""The HTTP shell every service shares: health, metrics, API keys, rate limits, a lifespan
+that runs the broker (and exports the stage's consumer lag), and what the routes depend on."""
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -14,8 +14,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ragbus import metrics
 from ragbus.auth import bearer, tenant_for
+from ragbus.lag import lag_hooks
 from ragbus.ratelimit import RateLimiter, retry_after
-from ragbus.settings import HttpSettings
+from ragbus.settings import HttpSettings, ServiceSettings
 
 Hook = Callable[[], Awaitable[None]]
 OPEN_PATHS = frozenset({"/healthz", "/metrics"})
@@ -29,8 +30,7 @@ class KeyGate:
     on its own token bucket (429 with `Retry-After` when empty). Without keys (single tenant,
     loopback only) nothing is checked or limited.
 
-    Reads `app.state.settings` (the service's `HttpSettings`), which each service's `create_app`
-    sets.
+    Reads `app.state.settings` (the service's `HttpSettings`), which `create_service_app` sets.
     """
 
     def __init__(self, app: ASGIApp, service: str) -> None:
@@ -71,17 +71,31 @@ class KeyGate:
 
 def create_service_app(
     title: str,
+    settings: ServiceSettings,
     *,
     broker: KafkaBroker | None = None,
+    lag: tuple[str, str] | None = None,
     routers: Sequence[APIRouter] = (),
     startup: Sequence[Hook] = (),
     started: Sequence[Hook] = (),
     shutdown: Sequence[Hook] = (),
     description: str = "",
+    state: Mapping[str, object] | None = None,
 ) -> FastAPI:
     """A FastAPI app with `/healthz` and `/metrics`; `startup` hooks run before the broker
     starts consuming (load models, open stores), `started` hooks once it consumes and before
-    the app serves (catch up on a topic), and `shutdown` hooks after the broker stopped."""
+    the app serves (catch up on a topic), and `shutdown` hooks after the broker stopped.
+
+    `settings`, `broker` and the entries of `state` are set on `app.state`, where `KeyGate`
+    and the routes' dependencies (`app_state`) read them. With `lag` (a consumer group and its
+    topic), the group's lag is exported on `/metrics` from `started` until shutdown."""
+    if lag is not None:
+        group, topic = lag
+        watch_lag, stop_watching = lag_hooks(
+            settings.kafka_bootstrap, group, topic, settings.lag_interval_s
+        )
+        started = [*started, watch_lag]
+        shutdown = [*shutdown, stop_watching]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -131,4 +145,18 @@ def create_service_app(
     app.include_router(metrics.router)
     for router in routers:
         app.include_router(router)
+    app.state.settings = settings
+    app.state.broker = broker
+    for name, value in (state or {}).items():
+        setattr(app.state, name, value)
     return app
+
+
+def app_state(name: str) -> Callable[[Request], Any]:
+    """A FastAPI dependency that gives `app.state.<name>` (`create_service_app`'s `state`):
+    `Board = Annotated[StatusBoard, Depends(app_state("board"))]`."""
+
+    def get(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    return get

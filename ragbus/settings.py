@@ -79,6 +79,10 @@ class HttpSettings(RagbusSettings):
         return pairs
 
 
+class ServiceSettings(KafkaSettings, HttpSettings):
+    """What every service reads: the broker and the HTTP shell (`ragbus.service`)."""
+
+
 class StoreSettings(RagbusSettings):
     """The vector store: a Qdrant server, or embedded storage under the data directory."""
 

@@ -54,7 +54,7 @@ def main(names: Sequence[str]) -> None:
     try:
         apps = [
             Served(
-                SERVICES[name].create_app(adapters=adapters.get(name)),
+                SERVICES[name].create_app(settings_of(name), adapters.get(name)),
                 settings_of(name).host,
                 port_of(name),
             )

@@ -1,6 +1,7 @@
 """In-memory fakes of the ports (`ragbus.ports`) for unit tests: no broker, no model file, no
 Qdrant, no network. Each keeps the semantics its protocol documents, and records what it was
-asked so a test can check the calls; tests/test_fakes.py holds them to those semantics."""
+asked so a test can check the calls; tests/test_fakes.py holds them to those semantics, and
+FakeStore runs the store contract of tests/ragbus/adapters/test_store.py beside QdrantStore."""
 
 import hashlib
 import math
@@ -314,3 +315,16 @@ class FakeReranker:
 
     async def close(self) -> None:
         self.closed = True
+
+
+# Time.
+
+
+class FakeClock:
+    """A monotonic clock that moves only when a test advances `now` (seconds)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now

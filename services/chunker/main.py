@@ -11,7 +11,6 @@ from contracts.topics import CHUNKS_READY, DOCUMENT_UPLOADED
 from ragbus.adapters.blobs import read_blob
 from ragbus.adapters.embedding.model_files import load_tokenizer
 from ragbus.bus import Bus, create_broker
-from ragbus.lag import lag_hooks
 from ragbus.service import Hook, create_service_app
 
 from .handlers import ReadBlob, Split
@@ -35,10 +34,7 @@ class ChunkerAdapters:
     tokenizer: Tokenizer | None = None
 
 
-def create_app(
-    settings: ChunkerSettings | None = None, adapters: ChunkerAdapters | None = None
-) -> FastAPI:
-    settings = settings or get_settings()
+def create_app(settings: ChunkerSettings, adapters: ChunkerAdapters | None = None) -> FastAPI:
     given = adapters or ChunkerAdapters()
     owned: list[Hook] = []
 
@@ -68,16 +64,11 @@ def create_app(
         given.read or read,
         split,
     )
-    watch_lag, stop_watching = lag_hooks(
-        settings.kafka_bootstrap, GROUP, DOCUMENT_UPLOADED, settings.lag_interval_s
-    )
-    app = create_service_app(
+    return create_service_app(
         "chunker",
+        settings,
         broker=broker,
-        started=[watch_lag],
-        shutdown=[*owned, stop_watching],
+        lag=(GROUP, DOCUMENT_UPLOADED),
+        shutdown=owned,
         description="Health and metrics only.",
     )
-    app.state.settings = settings
-    app.state.broker = broker
-    return app

@@ -4,7 +4,7 @@ from functools import cache
 
 from pydantic import AliasChoices, Field
 
-from ragbus.settings import BlobSettings, HttpSettings, KafkaSettings
+from ragbus.settings import BlobSettings, ServiceSettings
 
 from .parsers import Limits
 from .sandbox import SandboxLimits
@@ -12,7 +12,7 @@ from .sandbox import SandboxLimits
 MIB = 1024 * 1024
 
 
-class ChunkerSettings(KafkaSettings, HttpSettings, BlobSettings):
+class ChunkerSettings(ServiceSettings, BlobSettings):
     """The broker, the HTTP shell, the blobs it reads; and how it parses and splits."""
 
     port: int = Field(default=8085, validation_alias=AliasChoices("RAGBUS_CHUNKER_PORT"))

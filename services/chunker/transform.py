@@ -42,6 +42,17 @@ def chunk_document(
         )
         for ordinal, span in enumerate(spans)
     ]
+    return batches_of(event, version, event.title or extracted.title, chunks, chunks_per_event)
+
+
+def batches_of(
+    event: DocumentUploaded,
+    version: str,
+    title: str | None,
+    chunks: list[Chunk],
+    chunks_per_event: int,
+) -> list[ChunksReady]:
+    """The `chunks.ready` events of one document version's chunks, `chunks_per_event` each."""
     return [
         ChunksReady(
             document_id=event.document_id,
@@ -49,7 +60,7 @@ def chunk_document(
             trace_id=event.trace_id,
             version=version,
             source=event.filename,
-            title=event.title or extracted.title,
+            title=title,
             metadata=event.metadata,
             total_chunks=len(chunks),
             batch=number,

@@ -8,7 +8,6 @@ from contracts.events import VectorsReady
 from contracts.topics import CHUNKS_READY, VECTORS_READY
 from ragbus.adapters.embedding import create_backend
 from ragbus.bus import Bus, create_broker
-from ragbus.lag import lag_hooks
 from ragbus.ports import EmbeddingBackend, EmbeddingUnavailable
 from ragbus.service import Hook, create_service_app
 
@@ -26,10 +25,7 @@ class EmbedderAdapters:
     embedder: EmbeddingBackend | None = None
 
 
-def create_app(
-    settings: EmbedderSettings | None = None, adapters: EmbedderAdapters | None = None
-) -> FastAPI:
-    settings = settings or get_settings()
+def create_app(settings: EmbedderSettings, adapters: EmbedderAdapters | None = None) -> FastAPI:
     given = adapters or EmbedderAdapters()
     owned: list[Hook] = []
     backend = given.embedder
@@ -54,19 +50,14 @@ def create_app(
         settings,
         backend,
     )
-    watch_lag, stop_watching = lag_hooks(
-        settings.kafka_bootstrap, GROUP, CHUNKS_READY, settings.lag_interval_s
-    )
-    app = create_service_app(
+    return create_service_app(
         "embedder",
+        settings,
         broker=broker,
-        started=[watch_lag],
-        shutdown=[*owned, stop_watching],
+        lag=(GROUP, CHUNKS_READY),
+        shutdown=owned,
         description="Health and metrics only.",
     )
-    app.state.settings = settings
-    app.state.broker = broker
-    return app
 
 
 def _closing(backend: EmbeddingBackend) -> Hook:

@@ -4,10 +4,10 @@ from functools import cache
 
 from pydantic import AliasChoices, Field
 
-from ragbus.settings import EmbeddingSettings, HttpSettings, KafkaSettings
+from ragbus.settings import EmbeddingSettings, ServiceSettings
 
 
-class EmbedderSettings(KafkaSettings, HttpSettings, EmbeddingSettings):
+class EmbedderSettings(ServiceSettings, EmbeddingSettings):
     """The broker, the HTTP shell, the embedding model; and its batches."""
 
     port: int = Field(default=8086, validation_alias=AliasChoices("RAGBUS_EMBEDDER_PORT"))

@@ -8,7 +8,6 @@ from contracts.events import IndexPromoted
 from contracts.topics import INDEX_PROMOTED, VECTORS_READY
 from ragbus.adapters.store import StoreRunner, open_store
 from ragbus.bus import Bus, create_broker
-from ragbus.lag import lag_hooks
 from ragbus.service import Hook, create_service_app
 
 from .handlers import TRANSIENT
@@ -28,10 +27,7 @@ class IndexerAdapters:
     store: StoreRunner | None = None
 
 
-def create_app(
-    settings: IndexerSettings | None = None, adapters: IndexerAdapters | None = None
-) -> FastAPI:
-    settings = settings or get_settings()
+def create_app(settings: IndexerSettings, adapters: IndexerAdapters | None = None) -> FastAPI:
     given = adapters or IndexerAdapters()
     owned: list[Hook] = []
     runner = given.store
@@ -47,18 +43,13 @@ def create_app(
         settings,
         runner,
     )
-    watch_lag, stop_watching = lag_hooks(
-        settings.kafka_bootstrap, GROUP, VECTORS_READY, settings.lag_interval_s
-    )
-    app = create_service_app(
+    return create_service_app(
         "indexer",
+        settings,
         broker=broker,
+        lag=(GROUP, VECTORS_READY),
         routers=[router],
-        started=[watch_lag],
-        shutdown=[*owned, stop_watching],
+        shutdown=owned,
         description="Index vectors into Qdrant and promote documents.",
+        state={"store": runner},
     )
-    app.state.settings = settings
-    app.state.broker = broker
-    app.state.store = runner
-    return app

@@ -2,11 +2,12 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from ragbus.adapters.store import StoreRunner
 from ragbus.auth import Tenant
+from ragbus.service import app_state
 
 router = APIRouter(prefix="/v1", tags=["index"])
 
@@ -19,15 +20,11 @@ class IndexView(BaseModel):
     documents: int
 
 
-def get_runner(request: Request) -> StoreRunner:
-    runner: StoreRunner = request.app.state.store
-    return runner
+Store = Annotated[StoreRunner, Depends(app_state("store"))]
 
 
 @router.get("/index", response_model=IndexView)
-async def index_info(
-    tenant: Tenant, runner: Annotated[StoreRunner, Depends(get_runner)]
-) -> IndexView:
+async def index_info(tenant: Tenant, runner: Store) -> IndexView:
     """The serving alias, its collection generation, and how many of the points and documents
     it holds are the tenant's (other tenants' counts are theirs alone)."""
     info = await runner.run(lambda: runner.store.info(tenant))

@@ -4,10 +4,10 @@ from functools import cache
 
 from pydantic import AliasChoices, Field
 
-from ragbus.settings import HttpSettings, KafkaSettings, StoreSettings
+from ragbus.settings import ServiceSettings, StoreSettings
 
 
-class IndexerSettings(KafkaSettings, HttpSettings, StoreSettings):
+class IndexerSettings(ServiceSettings, StoreSettings):
     """The broker, the HTTP shell, the vector store; and its batches."""
 
     port: int = Field(default=8084, validation_alias=AliasChoices("RAGBUS_INDEXER_PORT"))

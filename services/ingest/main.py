@@ -26,23 +26,22 @@ class IngestAdapters:
     blobs: BlobStore | None = None
 
 
-def create_app(
-    settings: IngestSettings | None = None, adapters: IngestAdapters | None = None
-) -> FastAPI:
-    settings = settings or get_settings()
+def create_app(settings: IngestSettings, adapters: IngestAdapters | None = None) -> FastAPI:
     given = adapters or IngestAdapters()
     broker = create_broker(settings, "ingest")
-    app = create_service_app(
+    bus = Bus(broker, "ingest", {DOCUMENT_UPLOADED: DocumentUploaded})
+    # What the documents are now: tells an unchanged re-upload, and what a tenant may delete.
+    board = DocumentTable()
+    follow(broker, board, "ingest")
+    return create_service_app(
         "ingest",
+        settings,
         broker=broker,
         routers=[router],
         description="Upload documents (each becomes a `document.uploaded` event) and delete them.",
+        state={
+            "blobs": BlobStore(settings.blob_dir) if given.blobs is None else given.blobs,
+            "bus": bus,
+            "board": board,
+        },
     )
-    app.state.settings = settings
-    app.state.broker = broker
-    app.state.blobs = BlobStore(settings.blob_dir) if given.blobs is None else given.blobs
-    app.state.bus = Bus(broker, "ingest", {DOCUMENT_UPLOADED: DocumentUploaded})
-    # What the documents are now: tells an unchanged re-upload, and what a tenant may delete.
-    app.state.board = DocumentTable()
-    follow(broker, app.state.board, "ingest")
-    return app

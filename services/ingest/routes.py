@@ -22,6 +22,7 @@ from contracts.topics import DOCUMENT_UPLOADED
 from ragbus.adapters.blobs import BlobStore
 from ragbus.auth import Tenant
 from ragbus.bus import Bus
+from ragbus.service import app_state
 
 from .settings import IngestSettings
 from .transform import RejectedUpload, check_upload, clean_filename, is_unchanged, uploaded_event
@@ -64,30 +65,10 @@ class AcceptedDocuments(BaseModel):
     documents: list[Accepted]
 
 
-def get_store(request: Request) -> BlobStore:
-    store: BlobStore = request.app.state.blobs
-    return store
-
-
-def get_bus(request: Request) -> Bus:
-    bus: Bus = request.app.state.bus
-    return bus
-
-
-def get_board(request: Request) -> DocumentTable:
-    board: DocumentTable = request.app.state.board
-    return board
-
-
-def get_settings(request: Request) -> IngestSettings:
-    settings: IngestSettings = request.app.state.settings
-    return settings
-
-
-Store = Annotated[BlobStore, Depends(get_store)]
-Publisher = Annotated[Bus, Depends(get_bus)]
-Settings = Annotated[IngestSettings, Depends(get_settings)]
-Board = Annotated[DocumentTable, Depends(get_board)]
+Store = Annotated[BlobStore, Depends(app_state("blobs"))]
+Publisher = Annotated[Bus, Depends(app_state("bus"))]
+Settings = Annotated[IngestSettings, Depends(app_state("settings"))]
+Board = Annotated[DocumentTable, Depends(app_state("board"))]
 
 _BODIES: dict[str, Any] = {
     "requestBody": {

@@ -4,10 +4,10 @@ from functools import cache
 
 from pydantic import AliasChoices, Field
 
-from ragbus.settings import BlobSettings, HttpSettings, KafkaSettings
+from ragbus.settings import BlobSettings, ServiceSettings
 
 
-class IngestSettings(KafkaSettings, HttpSettings, BlobSettings):
+class IngestSettings(ServiceSettings, BlobSettings):
     """The broker, the HTTP shell, the blob store it writes; and its upload limits."""
 
     port: int = Field(default=8081, validation_alias=AliasChoices("RAGBUS_INGEST_PORT"))

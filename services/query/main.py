@@ -55,10 +55,7 @@ def create_llm(settings: QuerySettings) -> ChatModel | None:
     )
 
 
-def create_app(
-    settings: QuerySettings | None = None, adapters: QueryAdapters | None = None
-) -> FastAPI:
-    settings = settings or get_settings()
+def create_app(settings: QuerySettings, adapters: QueryAdapters | None = None) -> FastAPI:
     given = adapters or QueryAdapters()
     owned: list[Hook] = []
     runner = given.store
@@ -107,8 +104,9 @@ def create_app(
     async def replay_conversations() -> None:
         await replay.wait(settings.replay_timeout_s)
 
-    app = create_service_app(
+    return create_service_app(
         "query",
+        settings,
         broker=broker,
         routers=[routes.router, completions.router],
         startup=[read_generation],
@@ -116,12 +114,8 @@ def create_app(
         shutdown=owned[::-1],  # hooks run last first: close in the order built
         description="Answer questions over the promoted index, with citations: JSON, SSE and "
         "the OpenAI chat API.",
+        state={"deps": deps, "conversations": conversations},
     )
-    app.state.settings = settings
-    app.state.broker = broker
-    app.state.deps = deps
-    app.state.conversations = conversations
-    return app
 
 
 def _closing(embedder: EmbeddingBackend) -> Hook:

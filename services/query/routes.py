@@ -3,10 +3,11 @@
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ragbus.auth import Tenant
+from ragbus.service import app_state
 from ragbus.sse import event_stream, frame
 
 from .conversations import ConversationLog
@@ -20,18 +21,8 @@ router = APIRouter(prefix="/v1", tags=["query"])
 FAILURE_STATUS = {"request": 422, "retrieve": 503, "generate": 502}
 
 
-def _deps(request: Request) -> QueryDeps:
-    deps: QueryDeps = request.app.state.deps
-    return deps
-
-
-def _conversations(request: Request) -> ConversationLog:
-    log: ConversationLog = request.app.state.conversations
-    return log
-
-
-Deps = Annotated[QueryDeps, Depends(_deps)]
-Conversations = Annotated[ConversationLog, Depends(_conversations)]
+Deps = Annotated[QueryDeps, Depends(app_state("deps"))]
+Conversations = Annotated[ConversationLog, Depends(app_state("conversations"))]
 
 
 async def _conversation_events(

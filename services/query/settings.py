@@ -4,16 +4,10 @@ from functools import cache
 
 from pydantic import AliasChoices, Field
 
-from ragbus.settings import (
-    EmbeddingSettings,
-    HttpSettings,
-    KafkaSettings,
-    LlmSettings,
-    StoreSettings,
-)
+from ragbus.settings import EmbeddingSettings, LlmSettings, ServiceSettings, StoreSettings
 
 
-class QuerySettings(KafkaSettings, HttpSettings, StoreSettings, EmbeddingSettings, LlmSettings):
+class QuerySettings(ServiceSettings, StoreSettings, EmbeddingSettings, LlmSettings):
     """The broker, the HTTP shell, the vector store, the embedding model (for questions),
     the language model and reranker; and how it answers."""
 

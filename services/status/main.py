@@ -22,20 +22,15 @@ class StatusAdapters:
     that every service's `create_app` takes the same two arguments.)"""
 
 
-def create_app(
-    settings: StatusSettings | None = None, adapters: StatusAdapters | None = None
-) -> FastAPI:
-    settings = settings or get_settings()
+def create_app(settings: StatusSettings, adapters: StatusAdapters | None = None) -> FastAPI:
     broker = create_broker(settings, "status")
     board = StatusBoard()
     follow(broker, board, "status", Bus(broker, "status", consumes=[DOCUMENT_STATUS]))
-    app = create_service_app(
+    return create_service_app(
         "status",
+        settings,
         broker=broker,
         routers=[router],
         description="Every document's progress, over REST and SSE.",
+        state={"board": board},
     )
-    app.state.settings = settings
-    app.state.broker = broker
-    app.state.board = board
-    return app

@@ -3,13 +3,14 @@
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from contracts.events import DocumentState
 from contracts.status import DocumentRecord
 from ragbus.auth import Tenant
+from ragbus.service import app_state
 from ragbus.sse import event_stream, frame
 from services.status.board import StatusBoard
 
@@ -40,12 +41,7 @@ def view(record: DocumentRecord) -> DocumentStatus:
     )
 
 
-def get_board(request: Request) -> StatusBoard:
-    board: StatusBoard = request.app.state.board
-    return board
-
-
-Board = Annotated[StatusBoard, Depends(get_board)]
+Board = Annotated[StatusBoard, Depends(app_state("board"))]
 
 
 @router.get("/stream", response_class=EventSourceResponse)

@@ -4,10 +4,10 @@ from functools import cache
 
 from pydantic import AliasChoices, Field
 
-from ragbus.settings import HttpSettings, KafkaSettings
+from ragbus.settings import ServiceSettings
 
 
-class StatusSettings(KafkaSettings, HttpSettings):
+class StatusSettings(ServiceSettings):
     """The broker and the HTTP shell."""
 
     port: int = Field(default=8083, validation_alias=AliasChoices("RAGBUS_STATUS_PORT"))

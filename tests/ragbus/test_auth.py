@@ -9,7 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from ragbus.auth import Tenant, tenant_for
 from ragbus.service import create_service_app
-from ragbus.settings import DEFAULT_TENANT, HttpSettings
+from ragbus.settings import DEFAULT_TENANT, ServiceSettings
 from ragbus.sse import event_stream, frame
 
 pytestmark = pytest.mark.unit
@@ -79,8 +79,7 @@ class Probe:
 
             return event_stream(frames())
 
-        self.app = create_service_app("probe", routers=[router])
-        self.app.state.settings = HttpSettings(**settings)
+        self.app = create_service_app("probe", ServiceSettings(**settings), routers=[router])
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://p")

@@ -3,22 +3,15 @@ from prometheus_client import REGISTRY
 
 from ragbus.ratelimit import RateLimiter, retry_after
 from ragbus.settings import HttpSettings
+from tests.fakes import FakeClock
 
 from .test_auth import bearer, probe_app
 
 pytestmark = pytest.mark.unit
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_key_may_burst_then_waits_for_the_refill():
-    clock = Clock()
+    clock = FakeClock()
     limiter = RateLimiter(rate=2.0, burst=3, clock=clock)
     assert [limiter.admit("k") for _ in range(3)] == [0.0, 0.0, 0.0]
     assert limiter.admit("k") == pytest.approx(0.5)
@@ -30,7 +23,7 @@ def test_a_key_may_burst_then_waits_for_the_refill():
 
 
 def test_an_idle_key_refills_up_to_its_burst_only():
-    clock = Clock()
+    clock = FakeClock()
     limiter = RateLimiter(rate=10.0, burst=2, clock=clock)
     limiter.admit("k")
     clock.now += 3600
@@ -38,7 +31,7 @@ def test_an_idle_key_refills_up_to_its_burst_only():
 
 
 def test_keys_have_separate_buckets():
-    clock = Clock()
+    clock = FakeClock()
     limiter = RateLimiter(rate=1.0, burst=1, clock=clock)
     assert limiter.admit("a") == 0.0
     assert limiter.admit("a") > 0
@@ -46,14 +39,14 @@ def test_keys_have_separate_buckets():
 
 
 def test_a_zero_rate_admits_everything():
-    limiter = RateLimiter(rate=0.0, burst=1, clock=Clock())
+    limiter = RateLimiter(rate=0.0, burst=1, clock=FakeClock())
     assert not limiter.enabled
     assert all(limiter.admit("k") == 0.0 for _ in range(10_000))
 
 
 def test_the_defaults_leave_bulk_ingest_and_steady_use_alone():
     settings = HttpSettings()
-    clock = Clock()
+    clock = FakeClock()
     limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst, clock)
     # `ragbus ingest` of 5,000 files: 200 requests of 25 files, back to back in no time at all.
     assert all(limiter.admit("k") == 0.0 for _ in range(200))

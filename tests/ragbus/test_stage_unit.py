@@ -20,24 +20,11 @@ from contracts.events import (
 from contracts.topics import CHUNKS_READY, DOCUMENT_STATUS, DOCUMENT_UPLOADED, dlq
 from ragbus.bus import Bus, encode
 from ragbus.stage import Outcome, deliveries, handle, subscribe
+from tests.events import deleted, uploaded
 
 pytestmark = pytest.mark.unit
 
 TOPIC = DOCUMENT_UPLOADED
-
-
-def uploaded(document_id: str, version: str = "v1") -> DocumentUploaded:
-    return DocumentUploaded(
-        document_id=document_id,
-        tenant_id="acme",
-        blob_uri=f"file:///blobs/{document_id}",
-        filename=f"{document_id}.md",
-        version=version,
-    )
-
-
-def deleted(document_id: str) -> DocumentDeleted:
-    return DocumentDeleted(document_id=document_id, tenant_id="acme")
 
 
 def collect(broker: KafkaBroker, topic: str, model: type[BaseModel]) -> list[Any]:

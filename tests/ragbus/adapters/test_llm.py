@@ -4,6 +4,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
 import orjson
 import pytest
@@ -26,6 +27,34 @@ async def serve(handler: Handler) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         server.close()
+
+
+@dataclass
+class Scripted:
+    """A scripted server's URL, and the bodies of the requests it answered, in order."""
+
+    url: str = ""
+    bodies: list[bytes] = field(default_factory=list)
+
+    @property
+    def calls(self) -> int:
+        return len(self.bodies)
+
+
+@asynccontextmanager
+async def scripted(respond: Callable[[int, bytes], bytes]) -> AsyncIterator[Scripted]:
+    """A server that answers the n-th request (counted from 1) with `respond(n, body)`, then
+    closes the connection."""
+    server = Scripted()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        server.bodies.append(await _read_request(reader))
+        writer.write(respond(server.calls, server.bodies[-1]))
+        await writer.drain()
+        writer.close()
+
+    async with serve(handler) as server.url:
+        yield server
 
 
 async def _read_request(reader: asyncio.StreamReader) -> bytes:
@@ -55,42 +84,31 @@ def _ok(body: bytes, content_type: str = "text/event-stream") -> bytes:
     )
 
 
+BUSY = b"HTTP/1.1 503 Busy\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+CONTEXT_TOO_LONG = (
+    b"HTTP/1.1 400 Bad Request\r\ncontent-length: 29\r\nconnection: close\r\n\r\n"
+    b'{"error": "context too long"}'
+)
+
+
 async def test_deltas_arrive_in_order_and_the_model_name_is_sent():
-    bodies = []
-
-    async def handler(reader, writer):
-        bodies.append(orjson.loads(await _read_request(reader)))
-        writer.write(_stream_response(["Par", "is", " [1]"]))
-        await writer.drain()
-        writer.close()
-
-    async with serve(handler) as url:
-        chat = OpenAiChat(url, "qwen")
+    async with scripted(lambda call, body: _stream_response(["Par", "is", " [1]"])) as server:
+        chat = OpenAiChat(server.url, "qwen")
         deltas = [d async for d in chat.stream(MESSAGES, max_tokens=8)]
         await chat.close()
     assert deltas == ["Par", "is", " [1]"]
-    assert bodies[0]["model"] == "qwen" and bodies[0]["stream"] is True
+    sent = orjson.loads(server.bodies[0])
+    assert sent["model"] == "qwen" and sent["stream"] is True
 
 
 async def test_overload_is_retried_before_the_first_token():
-    calls = 0
-
-    async def handler(reader, writer):
-        nonlocal calls
-        calls += 1
-        await _read_request(reader)
-        if calls < 3:
-            writer.write(b"HTTP/1.1 503 Busy\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-        else:
-            writer.write(_stream_response(["ok"]))
-        await writer.drain()
-        writer.close()
-
-    async with serve(handler) as url:
-        chat = OpenAiChat(url, "m", retries=2, backoff_s=0.01)
+    async with scripted(
+        lambda call, body: BUSY if call < 3 else _stream_response(["ok"])
+    ) as server:
+        chat = OpenAiChat(server.url, "m", retries=2, backoff_s=0.01)
         assert await complete(chat, MESSAGES, max_tokens=4) == "ok"
         await chat.close()
-    assert calls == 3
+    assert server.calls == 3
 
 
 async def test_an_unreachable_server_fails_with_a_reason():
@@ -116,27 +134,12 @@ async def test_a_silent_server_times_out_instead_of_hanging():
 
 
 async def test_a_refused_request_is_not_retried():
-    calls = 0
-
-    async def handler(reader, writer):
-        nonlocal calls
-        calls += 1
-        await _read_request(reader)
-        body = b'{"error": "context too long"}'
-        writer.write(
-            b"HTTP/1.1 400 Bad Request\r\n"
-            + f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
-            + body
-        )
-        await writer.drain()
-        writer.close()
-
-    async with serve(handler) as url:
-        chat = OpenAiChat(url, "m", retries=3, backoff_s=0.01)
+    async with scripted(lambda call, body: CONTEXT_TOO_LONG) as server:
+        chat = OpenAiChat(server.url, "m", retries=3, backoff_s=0.01)
         with pytest.raises(LlmError, match="context too long"):
             await complete(chat, MESSAGES, max_tokens=4)
         await chat.close()
-    assert calls == 1
+    assert server.calls == 1
 
 
 def _cut_stream(deltas: list[str]) -> bytes:
@@ -146,42 +149,25 @@ def _cut_stream(deltas: list[str]) -> bytes:
 
 
 async def test_a_stream_cut_before_the_first_delta_is_retried():
-    calls = 0
+    def respond(call: int, body: bytes) -> bytes:
+        return _cut_stream([]) if call == 1 else _stream_response(["ok"])
 
-    async def handler(reader, writer):
-        nonlocal calls
-        calls += 1
-        await _read_request(reader)
-        writer.write(_cut_stream([]) if calls == 1 else _stream_response(["ok"]))
-        await writer.drain()
-        writer.close()
-
-    async with serve(handler) as url:
-        chat = OpenAiChat(url, "m", retries=1, backoff_s=0.01)
+    async with scripted(respond) as server:
+        chat = OpenAiChat(server.url, "m", retries=1, backoff_s=0.01)
         assert await complete(chat, MESSAGES, max_tokens=4) == "ok"
         await chat.close()
-    assert calls == 2
+    assert server.calls == 2
 
 
 async def test_a_stream_cut_after_the_first_delta_is_final():
-    calls = 0
-
-    async def handler(reader, writer):
-        nonlocal calls
-        calls += 1
-        await _read_request(reader)
-        writer.write(_cut_stream(["Par"]))
-        await writer.drain()
-        writer.close()
-
-    async with serve(handler) as url:
-        chat = OpenAiChat(url, "m", retries=3, backoff_s=0.01)
+    async with scripted(lambda call, body: _cut_stream(["Par"])) as server:
+        chat = OpenAiChat(server.url, "m", retries=3, backoff_s=0.01)
         received = []
         with pytest.raises(LlmError, match="unreachable"):
             async for delta in chat.stream(MESSAGES, max_tokens=4):
                 received.append(delta)
         await chat.close()
-    assert (received, calls) == (["Par"], 1)
+    assert (received, server.calls) == (["Par"], 1)
 
 
 @pytest.mark.parametrize(
@@ -192,40 +178,26 @@ async def test_a_stream_cut_after_the_first_delta_is_final():
     ],
 )
 async def test_a_bad_event_fails_with_a_reason_and_is_not_retried(event, reason):
-    calls = 0
-
-    async def handler(reader, writer):
-        nonlocal calls
-        calls += 1
-        await _read_request(reader)
-        writer.write(_ok(event + b"\n\n"))
-        await writer.drain()
-        writer.close()
-
-    async with serve(handler) as url:
-        chat = OpenAiChat(url, "m", retries=3, backoff_s=0.01)
+    async with scripted(lambda call, body: _ok(event + b"\n\n")) as server:
+        chat = OpenAiChat(server.url, "m", retries=3, backoff_s=0.01)
         with pytest.raises(LlmError, match=reason):
             await complete(chat, MESSAGES, max_tokens=4)
         await chat.close()
-    assert calls == 1
+    assert server.calls == 1
 
 
 async def test_without_a_model_name_the_first_served_model_is_used():
-    bodies = []
-
-    async def handler(reader, writer):
-        body = await _read_request(reader)
+    def respond(call: int, body: bytes) -> bytes:
         if body:
-            bodies.append(orjson.loads(body))
-            writer.write(_stream_response(["ok"]))
-        else:  # GET /models
-            listing = {"object": "list", "data": [{"id": "qwen", "object": "model"}]}
-            writer.write(_ok(orjson.dumps(listing), "application/json"))
-        await writer.drain()
-        writer.close()
+            return _stream_response(["ok"])
+        # GET /models
+        listing = {"object": "list", "data": [{"id": "qwen", "object": "model"}]}
+        return _ok(orjson.dumps(listing), "application/json")
 
-    async with serve(handler) as url:
-        chat = OpenAiChat(url, "")
+    async with scripted(respond) as server:
+        chat = OpenAiChat(server.url, "")
         assert await complete(chat, MESSAGES, max_tokens=4) == "ok"
         await chat.close()
-    assert (chat.name, bodies[0]["model"]) == ("qwen", "qwen")
+    listing, completion = server.bodies
+    assert listing == b""  # GET /models
+    assert (chat.name, orjson.loads(completion)["model"]) == ("qwen", "qwen")

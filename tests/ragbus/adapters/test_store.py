@@ -1,14 +1,19 @@
-"""The Qdrant adapter on real embedded storage: dense, sparse and fused search, tenants, filters,
-and the swap of document versions (written not live, promoted, replaced, deleted)."""
+"""The `VectorStore` contract, run against both implementations: QdrantStore on real embedded
+storage and the FakeStore of tests/fakes.py (dense, sparse and fused search, tenants, filters,
+and the swap of document versions: written not live, promoted, replaced, deleted); then what
+only QdrantStore does (refusing storage an older ragbus wrote, finishing a cut-off promotion)."""
 
 import uuid
+from collections.abc import Callable, Iterator
 
+import numpy as np
 import pytest
 from qdrant_client import models as qm
 
 from ragbus.adapters.store import REGISTRY_SUFFIX, QdrantStore
-from ragbus.ports import Point, SearchRequest
+from ragbus.ports import Hit, Point, SearchRequest, VectorStore
 from ragbus.sparse import encode_document, encode_query
+from tests.fakes import FakeStore
 
 pytestmark = pytest.mark.unit
 
@@ -26,9 +31,29 @@ def _id(name: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
 
 
+@pytest.fixture(params=["qdrant", "fake"])
+def new_store(request, tmp_path) -> Iterator[Callable[[], VectorStore]]:
+    """Makes empty stores of one implementation (each Qdrant one on storage of its own); closes
+    them after the test."""
+    opened: list[VectorStore] = []
+
+    def new() -> VectorStore:
+        if request.param == "fake":
+            store: VectorStore = FakeStore()
+        else:
+            store = QdrantStore.connect(None, tmp_path / f"qdrant-{len(opened)}", "ragbus")
+        opened.append(store)
+        return store
+
+    yield new
+    for store in opened:
+        store.close()
+
+
 @pytest.fixture
-def store(tmp_path):
-    store = QdrantStore.connect(None, tmp_path / "qdrant", "ragbus")
+def store(new_store: Callable[[], VectorStore]) -> VectorStore:
+    """A store holding `PASSAGES`, each promoted."""
+    store = new_store()
     store.ensure_collection(4)
     store.upsert(
         [
@@ -49,11 +74,12 @@ def store(tmp_path):
     )
     for name in PASSAGES:
         store.promote(name, "v1")
-    yield store
-    store.close()
+    return store
 
 
-def _version_points(document, version, uploaded_at, texts, tenant="acme"):
+def _version_points(
+    document: str, version: str, uploaded_at: str, texts: list[str], tenant: str = "acme"
+) -> list[Point]:
     return [
         Point(
             id=_id(f"{document}/{version}/{ordinal}"),
@@ -71,13 +97,16 @@ def _version_points(document, version, uploaded_at, texts, tenant="acme"):
     ]
 
 
-def _texts(store, document="doc"):
+def _texts(store: VectorStore, document: str = "doc") -> list[str]:
     hits = store.search(SearchRequest("acme", 50, dense=[1.0, 0.0, 0.0, 0.0]))
     return sorted(hit.payload["text"] for hit in hits if hit.payload["document_id"] == document)
 
 
-def _names(hits):
+def _names(hits: list[Hit]) -> list[str]:
     return [hit.payload["document_id"] for hit in hits]
+
+
+# The contract: both implementations.
 
 
 @pytest.mark.parametrize("mode", ["dense", "sparse", "hybrid"])
@@ -95,10 +124,16 @@ def test_a_tenant_never_gets_another_tenants_chunks(store, mode, tenant):
     assert {hit.payload["tenant_id"] for hit in hits} == {tenant}
 
 
+def test_dense_search_ranks_by_cosine(store):
+    hits = store.search(SearchRequest("acme", 2, dense=[0.0, 2.0, 0.1, 0.0]))
+    assert _names(hits) == ["a2", "a3"]
+    assert hits[0].score == pytest.approx(2.0 / np.hypot(2.0, 0.1))
+
+
 def test_sparse_search_ranks_by_shared_terms(store):
     query = encode_query("where is cluster state kept")
     hits = store.search(SearchRequest("acme", 3, sparse=query))
-    assert _names(hits)[0] == "a2"
+    assert _names(hits) == ["a2"]  # no other passage shares a term with the question
 
 
 def test_hybrid_fuses_both_rankings(store):
@@ -120,11 +155,102 @@ def test_nothing_to_search_with_gives_nothing(store):
     assert store.search(SearchRequest("acme", 5, sparse=encode_query("the of and"))) == []
 
 
-def test_generation_follows_the_alias(store, tmp_path):
+def test_generation_follows_the_alias(store, new_store):
     assert store.generation() == 1
-    empty = QdrantStore.connect(None, tmp_path / "empty", "ragbus")
-    assert empty.generation() == 0
-    empty.close()
+    assert new_store().generation() == 0
+
+
+def test_vectors_of_another_size_are_refused(store):
+    with pytest.raises(ValueError, match="4-dim"):
+        store.ensure_collection(8)
+
+
+def test_a_version_is_searched_only_once_promoted(store):
+    store.upsert(_version_points("doc", "v1", "2026-01-01T00:00:00", ["old one", "old two"]))
+    assert _texts(store) == []
+    assert store.count("doc") == store.count("doc", "v1") == 2
+    assert store.promote("doc", "v1") == 0
+    assert _texts(store) == ["old one", "old two"]
+
+
+def test_a_new_version_replaces_the_old_one_at_once(store):
+    store.upsert(_version_points("doc", "v1", "2026-01-01T00:00:00", ["old one", "old two"]))
+    store.promote("doc", "v1")
+    # While the new version is written, searches still see the whole old one, and only it.
+    store.upsert(_version_points("doc", "v2", "2026-01-02T00:00:00", ["new one"]))
+    assert _texts(store) == ["old one", "old two"]
+    assert store.count("doc") == 3
+    assert store.promote("doc", "v2") == 2
+    assert _texts(store) == ["new one"]
+    assert store.count("doc") == store.count("doc", "v2") == 1
+    assert store.count("doc", "v1") == 0
+
+
+def test_a_replayed_batch_of_the_live_version_stays_live(store):
+    points = _version_points("doc", "v1", "2026-01-01T00:00:00", ["old one", "old two"])
+    store.upsert(points)
+    store.promote("doc", "v1")
+    store.upsert(points[1:])
+    assert _texts(store) == ["old one", "old two"]
+    assert store.count("doc") == 2  # the same ids overwrite, never duplicate
+
+
+def test_an_older_version_completing_late_is_dropped_not_served(store):
+    store.upsert(_version_points("doc", "v2", "2026-01-02T00:00:00", ["new one"]))
+    store.promote("doc", "v2")
+    store.upsert(_version_points("doc", "v1", "2026-01-01T00:00:00", ["old one"]))
+    assert store.promote("doc", "v1") is None
+    assert _texts(store) == ["new one"]
+    assert store.count("doc") == 1
+
+
+def test_promoting_an_unknown_version_changes_nothing(store):
+    assert store.promote("nothing", "v1") == 0
+    assert store.promote("a1", "v9") == 0
+    assert _names(store.search(SearchRequest("acme", 1, dense=[1.0, 0.0, 0.0, 0.0]))) == ["a1"]
+
+
+def test_a_deleted_document_leaves_no_point_and_spares_other_tenants(store):
+    store.upsert(_version_points("doc", "v1", "2026-01-01T00:00:00", ["one", "two"]))
+    store.upsert(_version_points("doc", "v2", "2026-01-02T00:00:00", ["three"]))
+    assert store.delete_document("doc", "beta") == 0
+    assert store.delete_document("doc", "acme") == 3
+    assert store.count("doc") == 0
+    assert store.delete_document("doc", "acme") == 0
+
+
+def test_a_document_id_of_another_tenant_is_not_deleted(store):
+    store.upsert(_version_points("doc", "v1", "2026-01-01T00:00:00", ["one"], tenant="beta"))
+    assert store.delete_document("doc", "acme") == 0
+    assert store.count("doc") == 1
+
+
+def test_index_info_counts_one_tenants_points_and_documents(store, new_store):
+    everything, acme = store.info(), store.info("acme")
+    assert (everything.points, everything.documents) == (5, 5)
+    assert (acme.points, acme.documents) == (3, 3)
+    assert (acme.alias, acme.collection, acme.generation) == ("ragbus", "ragbus_g1", 1)
+    assert store.info("nobody").points == 0
+    empty = new_store().info()
+    assert (empty.collection, empty.generation, empty.points) == ("", 0, 0)
+
+
+# QdrantStore alone.
+
+
+@pytest.mark.parametrize("new_store", ["qdrant"], indirect=True)
+def test_a_promotion_cut_off_before_its_registry_update_completes_when_redone(store):
+    store.upsert(_version_points("doc", "v1", "2026-01-01T00:00:00", ["old one", "old two"]))
+    store.promote("doc", "v1")
+    store.upsert(_version_points("doc", "v2", "2026-01-02T00:00:00", ["new one"]))
+    before = store._registered(["doc"])["doc"]
+    store.promote("doc", "v2")
+    store._register([before])  # as if the indexer died between the swap and the registry write
+
+    assert store.promote("doc", "v2") == 0  # the old points are gone already
+    assert _texts(store) == ["new one"]
+    assert store.count("doc") == store.count("doc", "v2") == 1
+    assert store._registered(["doc"])["doc"].versions.keys() == {"v2"}
 
 
 def test_a_collection_without_sparse_vectors_is_refused_with_a_reason(tmp_path):
@@ -142,77 +268,6 @@ def test_a_collection_without_sparse_vectors_is_refused_with_a_reason(tmp_path):
     with pytest.raises(ValueError, match="re-ingest"):
         store.ensure_collection(4)
     store.close()
-
-
-def test_a_version_is_searched_only_once_promoted(store):
-    store.upsert(_version_points("doc", "v1", "2026-01-01T00:00:00", ["old one", "old two"]))
-    assert _texts(store) == []
-    assert store.promote("doc", "v1") == 0
-    assert _texts(store) == ["old one", "old two"]
-
-
-def test_a_new_version_replaces_the_old_one_at_once(store):
-    store.upsert(_version_points("doc", "v1", "2026-01-01T00:00:00", ["old one", "old two"]))
-    store.promote("doc", "v1")
-    # While the new version is written, searches still see the whole old one, and only it.
-    store.upsert(_version_points("doc", "v2", "2026-01-02T00:00:00", ["new one"]))
-    assert _texts(store) == ["old one", "old two"]
-    assert store.count("doc") == 3
-    assert store.promote("doc", "v2") == 2
-    assert _texts(store) == ["new one"]
-    assert store.count("doc") == 1
-
-
-def test_a_replayed_batch_of_the_live_version_stays_live(store):
-    points = _version_points("doc", "v1", "2026-01-01T00:00:00", ["old one", "old two"])
-    store.upsert(points)
-    store.promote("doc", "v1")
-    store.upsert(points[1:])
-    assert _texts(store) == ["old one", "old two"]
-
-
-def test_an_older_version_completing_late_is_dropped_not_served(store):
-    store.upsert(_version_points("doc", "v2", "2026-01-02T00:00:00", ["new one"]))
-    store.promote("doc", "v2")
-    store.upsert(_version_points("doc", "v1", "2026-01-01T00:00:00", ["old one"]))
-    assert store.promote("doc", "v1") is None
-    assert _texts(store) == ["new one"]
-    assert store.count("doc") == 1
-
-
-def test_a_deleted_document_leaves_no_point_and_spares_other_tenants(store):
-    store.upsert(_version_points("doc", "v1", "2026-01-01T00:00:00", ["one", "two"]))
-    store.upsert(_version_points("doc", "v2", "2026-01-02T00:00:00", ["three"]))
-    assert store.delete_document("doc", "beta") == 0
-    assert store.delete_document("doc", "acme") == 3
-    assert store.count("doc") == 0
-
-
-def test_a_promotion_cut_off_before_its_registry_update_completes_when_redone(store):
-    store.upsert(_version_points("doc", "v1", "2026-01-01T00:00:00", ["old one", "old two"]))
-    store.promote("doc", "v1")
-    store.upsert(_version_points("doc", "v2", "2026-01-02T00:00:00", ["new one"]))
-    before = store._registered(["doc"])["doc"]
-    store.promote("doc", "v2")
-    store._register([before])  # as if the indexer died between the swap and the registry write
-
-    assert store.promote("doc", "v2") == 0  # the old points are gone already
-    assert _texts(store) == ["new one"]
-    assert store.count("doc") == store.count("doc", "v2") == 1
-    assert store._registered(["doc"])["doc"].versions.keys() == {"v2"}
-
-
-def test_a_document_id_of_another_tenant_is_not_deleted(store):
-    store.upsert(_version_points("doc", "v1", "2026-01-01T00:00:00", ["one"], tenant="beta"))
-    assert store.delete_document("doc", "acme") == 0
-    assert store.count("doc") == 1
-
-
-def test_index_info_counts_one_tenants_points_and_documents(store):
-    everything, acme = store.info(), store.info("acme")
-    assert (everything.points, everything.documents) == (5, 5)
-    assert (acme.points, acme.documents) == (3, 3)
-    assert store.info("nobody").points == 0
 
 
 def test_points_without_the_live_flag_are_refused_with_a_reason(tmp_path):

@@ -1,8 +1,6 @@
 """The chunker's rules (`services/chunker/handlers.chunk_all`) with fake `read` and `split`
 callables (no blob store, tokenizer or sandbox): status updates, chunk batches and refusals."""
 
-from datetime import UTC, datetime
-
 import pytest
 
 from contracts.events import (
@@ -15,28 +13,14 @@ from contracts.events import (
 from contracts.ids import sha256_of, version_of
 from contracts.topics import CHUNKS_READY, DOCUMENT_STATUS
 from ragbus.adapters.blobs import BlobError
-from ragbus.stage import Outcome
 from services.chunker.handlers import chunk_all
 from services.chunker.parsers import UnreadableDocument
+from services.chunker.transform import batches_of
+from tests.events import deleted, kinds, uploaded
 
 pytestmark = pytest.mark.unit
 
 DATA = {"file:///blobs/a": b"# A\n\nabout kafka", "file:///blobs/b": b"plain text of b"}
-
-
-def uploaded(document_id: str = "a", version: str | None = "v1") -> DocumentUploaded:
-    return DocumentUploaded(
-        document_id=document_id,
-        tenant_id="acme",
-        blob_uri=f"file:///blobs/{document_id}",
-        filename=f"{document_id}.md",
-        version=version,
-        occurred_at=datetime(2025, 1, 1, tzinfo=UTC),
-    )
-
-
-def deleted(document_id: str = "a") -> DocumentDeleted:
-    return DocumentDeleted(document_id=document_id, tenant_id="acme")
 
 
 class FakeBlobs:
@@ -69,45 +53,24 @@ class FakeSplit:
         if self.error is not None:
             raise self.error
         version = event.version or version_of(sha256_of(data))
-        total = 2 * self.batches
-        return [
-            ChunksReady(
-                document_id=event.document_id,
-                tenant_id=event.tenant_id,
-                trace_id=event.trace_id,
-                version=version,
-                source=event.filename,
-                total_chunks=total,
-                batch=batch,
-                uploaded_at=event.occurred_at,
-                chunks=[
-                    Chunk(
-                        chunk_id=f"{event.document_id}-{n}",
-                        ordinal=n,
-                        text=f"{event.document_id} {n}",
-                        token_count=2,
-                    )
-                    for n in range(2 * batch, 2 * batch + 2)
-                ],
+        chunks = [
+            Chunk(
+                chunk_id=f"{event.document_id}-{n}",
+                ordinal=n,
+                text=f"{event.document_id} {n}",
+                token_count=2,
             )
-            for batch in range(self.batches)
+            for n in range(2 * self.batches)
         ]
+        return batches_of(event, version, event.title, chunks, chunks_per_event=2)
 
 
-def kinds(outcome: Outcome) -> list[tuple[str, str, str]]:
-    """The published events as (topic, document, what): a status state, a chunk batch, or the
-    event type."""
-
-    def what(event: object) -> str:
-        if isinstance(event, StatusUpdate):
-            return event.state.value
-        if isinstance(event, ChunksReady):
-            return f"batch {event.batch}"
-        return type(event).__name__
-
+def chunked(document_id: str) -> list[tuple[str, str, str]]:
+    """What a readable document of one batch publishes (see the test below)."""
     return [
-        (topic, getattr(event, "document_id", ""), what(event))
-        for topic, event in outcome.published
+        (DOCUMENT_STATUS, document_id, "CHUNKING"),
+        (DOCUMENT_STATUS, document_id, "EMBEDDING"),
+        (CHUNKS_READY, document_id, "batch 0"),
     ]
 
 
@@ -117,7 +80,7 @@ async def test_a_document_reports_chunking_then_embedding_then_its_batches_in_or
 
     outcome = await chunk_all([event], read, split)
 
-    assert kinds(outcome) == [
+    assert kinds(outcome.published) == [
         (DOCUMENT_STATUS, "a", "CHUNKING"),
         (DOCUMENT_STATUS, "a", "EMBEDDING"),
         (CHUNKS_READY, "a", "batch 0"),
@@ -136,14 +99,7 @@ async def test_a_document_reports_chunking_then_embedding_then_its_batches_in_or
 async def test_several_documents_keep_their_order():
     outcome = await chunk_all([uploaded("a"), uploaded("b")], FakeBlobs(), FakeSplit(batches=1))
 
-    assert kinds(outcome) == [
-        (DOCUMENT_STATUS, "a", "CHUNKING"),
-        (DOCUMENT_STATUS, "a", "EMBEDDING"),
-        (CHUNKS_READY, "a", "batch 0"),
-        (DOCUMENT_STATUS, "b", "CHUNKING"),
-        (DOCUMENT_STATUS, "b", "EMBEDDING"),
-        (CHUNKS_READY, "b", "batch 0"),
-    ]
+    assert kinds(outcome.published) == chunked("a") + chunked("b")
 
 
 @pytest.mark.parametrize(
@@ -152,15 +108,7 @@ async def test_several_documents_keep_their_order():
         ([deleted()], [(CHUNKS_READY, "a", "DocumentDeleted")]),
         (
             [uploaded("a"), deleted("a"), uploaded("b")],
-            [
-                (DOCUMENT_STATUS, "a", "CHUNKING"),
-                (DOCUMENT_STATUS, "a", "EMBEDDING"),
-                (CHUNKS_READY, "a", "batch 0"),
-                (CHUNKS_READY, "a", "DocumentDeleted"),
-                (DOCUMENT_STATUS, "b", "CHUNKING"),
-                (DOCUMENT_STATUS, "b", "EMBEDDING"),
-                (CHUNKS_READY, "b", "batch 0"),
-            ],
+            [*chunked("a"), (CHUNKS_READY, "a", "DocumentDeleted"), *chunked("b")],
         ),
     ],
     ids=["alone", "between-uploads"],
@@ -170,7 +118,7 @@ async def test_a_tombstone_is_passed_on_in_its_place(events, expected):
 
     outcome = await chunk_all(events, read, FakeSplit(batches=1))
 
-    assert kinds(outcome) == expected
+    assert kinds(outcome.published) == expected
     tombstones = [e for e in events if isinstance(e, DocumentDeleted)]
     assert [e for _, e in outcome.published if isinstance(e, DocumentDeleted)] == tombstones
     assert len(read.read) == len(events) - len(tombstones)
@@ -199,11 +147,7 @@ async def test_a_rejected_document_does_not_hold_back_the_others():
     )
 
     assert [getattr(r.event, "document_id", None) for r in outcome.rejected] == ["missing"]
-    assert kinds(outcome) == [
-        (DOCUMENT_STATUS, "b", "CHUNKING"),
-        (DOCUMENT_STATUS, "b", "EMBEDDING"),
-        (CHUNKS_READY, "b", "batch 0"),
-    ]
+    assert kinds(outcome.published) == chunked("b")
 
 
 @pytest.mark.parametrize(
@@ -217,7 +161,7 @@ async def test_an_unreadable_document_reports_chunking_then_is_rejected(version,
 
     outcome = await chunk_all([event], FakeBlobs(), split)
 
-    assert kinds(outcome) == [(DOCUMENT_STATUS, "a", "CHUNKING")]
+    assert kinds(outcome.published) == [(DOCUMENT_STATUS, "a", "CHUNKING")]
     (rejection,) = outcome.rejected
     assert rejection.event is event
     assert (rejection.reason, rejection.error_type, rejection.version) == (

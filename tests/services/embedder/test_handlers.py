@@ -18,8 +18,8 @@ from contracts.events import (
 from contracts.topics import DOCUMENT_STATUS, VECTORS_READY
 from contracts.vectors import unpack
 from ragbus.ports import EmbeddingUnavailable, Vectors
-from ragbus.stage import Outcome
 from services.embedder.handlers import embed_all
+from tests.events import deleted, kinds
 from tests.fakes import FakeEmbedder
 
 pytestmark = pytest.mark.unit
@@ -50,27 +50,6 @@ def chunks_ready(
             for n in ordinals
         ],
     )
-
-
-def deleted(document_id: str) -> DocumentDeleted:
-    return DocumentDeleted(document_id=document_id, tenant_id="acme")
-
-
-def kinds(outcome: Outcome) -> list[tuple[str, str, str]]:
-    """The published events as (topic, document, what): the status state, the batch of a
-    `vectors.ready`, or the event type."""
-
-    def what(event: object) -> str:
-        if isinstance(event, StatusUpdate):
-            return event.state.value
-        if isinstance(event, VectorsReady):
-            return f"batch {event.batch}"
-        return type(event).__name__
-
-    return [
-        (topic, getattr(event, "document_id", ""), what(event))
-        for topic, event in outcome.published
-    ]
 
 
 @pytest.fixture
@@ -112,7 +91,7 @@ async def test_indexing_is_reported_before_the_vectors_and_for_batch_zero_only(b
 
     outcome = await embed_all(events, backend)
 
-    assert kinds(outcome) == [
+    assert kinds(outcome.published) == [
         (DOCUMENT_STATUS, "a", "INDEXING"),
         (DOCUMENT_STATUS, "b", "INDEXING"),
         (VECTORS_READY, "a", "batch 0"),
@@ -131,7 +110,7 @@ async def test_indexing_is_reported_before_the_vectors_and_for_batch_zero_only(b
 
 async def test_a_later_batch_alone_reports_nothing(backend):
     outcome = await embed_all([chunks_ready("a", [2], total=3, batch=1)], backend)
-    assert kinds(outcome) == [(VECTORS_READY, "a", "batch 1")]
+    assert kinds(outcome.published) == [(VECTORS_READY, "a", "batch 1")]
 
 
 @pytest.mark.parametrize(
@@ -179,7 +158,7 @@ async def test_a_tombstone_keeps_its_place_among_the_outputs(
 ):
     outcome = await embed_all(events, backend)
 
-    assert kinds(outcome) == expected
+    assert kinds(outcome.published) == expected
     assert backend.calls == model_calls
     tombstones = [e for e in events if isinstance(e, DocumentDeleted)]
     assert [e for _, e in outcome.published if isinstance(e, DocumentDeleted)] == tombstones
@@ -206,7 +185,10 @@ async def test_an_unavailable_backend_is_retried():
     outcome = await embed_all([chunks_ready("a", [0, 1], total=2)], backend)
 
     assert backend.attempts == 2
-    assert kinds(outcome) == [(DOCUMENT_STATUS, "a", "INDEXING"), (VECTORS_READY, "a", "batch 0")]
+    assert kinds(outcome.published) == [
+        (DOCUMENT_STATUS, "a", "INDEXING"),
+        (VECTORS_READY, "a", "batch 0"),
+    ]
 
 
 async def test_a_permanent_backend_error_is_not_retried_and_propagates(backend):

@@ -2,72 +2,23 @@
 is written, which versions are promoted, and what the outcome publishes or refuses."""
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-import numpy as np
 import pytest
 
-from contracts.events import (
-    DocumentDeleted,
-    EmbeddedChunk,
-    IndexPromoted,
-    StatusUpdate,
-    VectorsReady,
-)
+from contracts.events import IndexPromoted, StatusUpdate
 from contracts.ids import chunk_id
 from contracts.topics import DOCUMENT_STATUS, INDEX_PROMOTED
-from contracts.vectors import pack
 from ragbus.adapters.store import StoreRunner
 from ragbus.ports import SearchRequest
-from ragbus.stage import Outcome
 from services.indexer.handlers import index
+from tests.events import UPLOADED_AT, deleted, kinds, vectors_ready
 from tests.fakes import FakeStore
 
 pytestmark = pytest.mark.unit
 
-DIMS = 4
-T0 = datetime(2025, 1, 1, tzinfo=UTC)
-
-
-def vectors_ready(
-    ordinals: range | list[int],
-    *,
-    total: int,
-    version: str = "v1",
-    batch: int = 0,
-    document_id: str = "doc",
-    tenant_id: str = "acme",
-    uploaded_at: datetime = T0,
-    dimensions: int = DIMS,
-    vector_length: int | None = None,
-) -> VectorsReady:
-    """A batch of `document_id`'s chunks `ordinals` of `version` (of `total` in all)."""
-    length = dimensions if vector_length is None else vector_length
-    return VectorsReady(
-        document_id=document_id,
-        tenant_id=tenant_id,
-        version=version,
-        source=f"{document_id}.md",
-        total_chunks=total,
-        batch=batch,
-        uploaded_at=uploaded_at,
-        model="fake-embedder",
-        dimensions=dimensions,
-        chunks=[
-            EmbeddedChunk(
-                chunk_id=chunk_id(document_id, version, n),
-                ordinal=n,
-                text=f"chunk {n} of {version}",
-                token_count=4,
-                vector=pack(np.eye(length, dtype=np.float32)[n % length]),
-            )
-            for n in ordinals
-        ],
-    )
-
-
-def deleted(document_id: str = "doc", tenant_id: str = "acme") -> DocumentDeleted:
-    return DocumentDeleted(document_id=document_id, tenant_id=tenant_id)
+DIMS = 4  # the dimensions of tests.events.vectors_ready
+T0 = UPLOADED_AT  # when every event here was uploaded, unless it says otherwise
 
 
 class RecordingStore(FakeStore):
@@ -114,12 +65,9 @@ async def runner(store: RecordingStore) -> AsyncIterator[StoreRunner]:
     await runner.close()
 
 
-def kinds(outcome: Outcome) -> list[tuple[str, str]]:
-    """The published events as (topic, what): the event type, or a status update's state."""
-    return [
-        (topic, event.state.value if isinstance(event, StatusUpdate) else type(event).__name__)
-        for topic, event in outcome.published
-    ]
+# What the outcome publishes for a version promoted, and for a document deleted.
+PROMOTED = [(INDEX_PROMOTED, "doc", "IndexPromoted"), (DOCUMENT_STATUS, "doc", "INDEXED")]
+REMOVED = [(INDEX_PROMOTED, "doc", "DocumentDeleted"), (DOCUMENT_STATUS, "doc", "DELETED")]
 
 
 def live_ids(store: FakeStore) -> set[str]:
@@ -129,7 +77,7 @@ def live_ids(store: FakeStore) -> set[str]:
 async def test_a_complete_version_is_promoted_then_reported_indexed(runner, store):
     outcome = await index([vectors_ready(range(2), total=2)], runner, DIMS)
 
-    assert kinds(outcome) == [(INDEX_PROMOTED, "IndexPromoted"), (DOCUMENT_STATUS, "INDEXED")]
+    assert kinds(outcome.published) == PROMOTED
     promoted, status = (event for _, event in outcome.published)
     assert isinstance(promoted, IndexPromoted) and isinstance(status, StatusUpdate)
     assert (promoted.document_id, promoted.version, promoted.points) == ("doc", "v1", 2)
@@ -166,7 +114,7 @@ async def test_a_version_in_two_batches_is_promoted_by_the_call_that_completes_i
     second = await index([vectors_ready([2], total=3, batch=1)], runner, DIMS)
 
     assert first.published == []
-    assert kinds(second) == [(INDEX_PROMOTED, "IndexPromoted"), (DOCUMENT_STATUS, "INDEXED")]
+    assert kinds(second.published) == PROMOTED
     promoted = second.published[0][1]
     assert isinstance(promoted, IndexPromoted) and promoted.points == 3
     assert live_ids(store) == {chunk_id("doc", "v1", n) for n in range(3)}
@@ -179,7 +127,7 @@ async def test_both_batches_of_a_version_in_one_call_are_announced_once(runner, 
     ]
     outcome = await index(events, runner, DIMS)
 
-    assert kinds(outcome) == [(INDEX_PROMOTED, "IndexPromoted"), (DOCUMENT_STATUS, "INDEXED")]
+    assert kinds(outcome.published) == PROMOTED
     assert store.calls.count("upsert") == 1  # one write for the run of batches
 
 
@@ -190,7 +138,7 @@ async def test_a_newer_version_replaces_the_older_and_says_how_many_points_it_re
     newer = vectors_ready(range(2), total=2, version="v2", uploaded_at=T0 + timedelta(hours=1))
     outcome = await index([newer], runner, DIMS)
 
-    assert kinds(outcome) == [(INDEX_PROMOTED, "IndexPromoted"), (DOCUMENT_STATUS, "INDEXED")]
+    assert kinds(outcome.published) == PROMOTED
     promoted = outcome.published[0][1]
     assert isinstance(promoted, IndexPromoted)
     assert (promoted.version, promoted.points, promoted.replaced_versions) == ("v2", 2, 3)
@@ -210,15 +158,10 @@ async def test_an_older_version_arriving_after_a_newer_one_is_dropped_silently(r
 
 
 async def test_a_tombstone_after_uploads_in_one_batch_writes_first_then_deletes(runner, store):
-    events = [vectors_ready(range(2), total=2), deleted()]
+    events = [vectors_ready(range(2), total=2), deleted("doc")]
     outcome = await index(events, runner, DIMS)
 
-    assert kinds(outcome) == [
-        (INDEX_PROMOTED, "IndexPromoted"),
-        (DOCUMENT_STATUS, "INDEXED"),
-        (INDEX_PROMOTED, "DocumentDeleted"),
-        (DOCUMENT_STATUS, "DELETED"),
-    ]
+    assert kinds(outcome.published) == PROMOTED + REMOVED
     assert store.calls.index("upsert") < store.calls.index("delete_document")
     tombstone, status = outcome.published[2][1], outcome.published[3][1]
     assert tombstone is events[1]
@@ -227,15 +170,10 @@ async def test_a_tombstone_after_uploads_in_one_batch_writes_first_then_deletes(
 
 
 async def test_uploads_after_a_tombstone_in_one_batch_are_written_after_it(runner, store):
-    events = [deleted(), vectors_ready(range(2), total=2)]
+    events = [deleted("doc"), vectors_ready(range(2), total=2)]
     outcome = await index(events, runner, DIMS)
 
-    assert kinds(outcome) == [
-        (INDEX_PROMOTED, "DocumentDeleted"),
-        (DOCUMENT_STATUS, "DELETED"),
-        (INDEX_PROMOTED, "IndexPromoted"),
-        (DOCUMENT_STATUS, "INDEXED"),
-    ]
+    assert kinds(outcome.published) == REMOVED + PROMOTED
     assert len(live_ids(store)) == 2
 
 
@@ -281,7 +219,7 @@ async def test_a_rejected_event_does_not_hold_back_the_rest_of_the_batch(runner,
     outcome = await index([bad, vectors_ready(range(2), total=2)], runner, DIMS)
 
     assert [r.event for r in outcome.rejected] == [bad]
-    assert kinds(outcome) == [(INDEX_PROMOTED, "IndexPromoted"), (DOCUMENT_STATUS, "INDEXED")]
+    assert kinds(outcome.published) == PROMOTED
     assert live_ids(store) == {chunk_id("doc", "v1", n) for n in range(2)}
 
 
@@ -309,17 +247,12 @@ async def test_a_transient_store_error_is_retried(operation):
     store = RecordingStore(flaky=(operation,))
     runner = StoreRunner(store)
     try:
-        outcome = await index([vectors_ready(range(2), total=2), deleted()], runner, DIMS)
+        outcome = await index([vectors_ready(range(2), total=2), deleted("doc")], runner, DIMS)
     finally:
         await runner.close()
 
     assert store.calls.count(operation) == 2
-    assert kinds(outcome) == [
-        (INDEX_PROMOTED, "IndexPromoted"),
-        (DOCUMENT_STATUS, "INDEXED"),
-        (INDEX_PROMOTED, "DocumentDeleted"),
-        (DOCUMENT_STATUS, "DELETED"),
-    ]
+    assert kinds(outcome.published) == PROMOTED + REMOVED
     assert store.points == {}
 
 

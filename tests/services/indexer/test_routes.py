@@ -1,47 +1,18 @@
 """`GET /v1/index` of the indexer's own app, over embedded Qdrant it opened itself."""
 
-from datetime import UTC, datetime
-
 import httpx
-import numpy as np
 import pytest
 
-from contracts.events import EmbeddedChunk, VectorsReady
-from contracts.ids import chunk_id, document_id
-from contracts.vectors import pack
+from contracts.ids import document_id
 from services.indexer.main import create_app
 from services.indexer.settings import IndexerSettings
 from services.indexer.transform import to_points
+from tests.events import vectors_ready
 
 pytestmark = pytest.mark.integration
 
 KEYS = "key-acme:acme,key-beta:beta,key-omega:omega"
 DIMENSIONS = 4
-
-
-def vectors_ready(tenant: str, source: str, chunks: int) -> VectorsReady:
-    doc = document_id(tenant, source)
-    return VectorsReady(
-        document_id=doc,
-        tenant_id=tenant,
-        version="v1",
-        source=source,
-        total_chunks=chunks,
-        batch=0,
-        uploaded_at=datetime.now(UTC),
-        model="m",
-        dimensions=DIMENSIONS,
-        chunks=[
-            EmbeddedChunk(
-                chunk_id=chunk_id(doc, "v1", n),
-                ordinal=n,
-                text=f"{tenant} {source} {n}",
-                token_count=3,
-                vector=pack(np.full(DIMENSIONS, n + 1, np.float32)),
-            )
-            for n in range(chunks)
-        ],
-    )
 
 
 @pytest.fixture
@@ -53,11 +24,15 @@ async def indexer(kafka_broker, tmp_path):
     runner = app.state.store
     store = runner.store
     await runner.run(lambda: store.ensure_collection(DIMENSIONS))
-    for event in (
-        vectors_ready("acme", "a.md", 3),
-        vectors_ready("acme", "b.md", 1),
-        vectors_ready("beta", "a.md", 2),
-    ):
+    for tenant, source, chunks in (("acme", "a.md", 3), ("acme", "b.md", 1), ("beta", "a.md", 2)):
+        event = vectors_ready(
+            range(chunks),
+            total=chunks,
+            document_id=document_id(tenant, source),
+            tenant_id=tenant,
+            source=source,
+            dimensions=DIMENSIONS,
+        )
         await runner.run(lambda event=event: store.upsert(to_points(event)))
         await runner.run(lambda event=event: store.promote(event.document_id, event.version))
     async with httpx.AsyncClient(

@@ -23,6 +23,7 @@ from contracts.topics import DOCUMENT_STATUS, DOCUMENT_UPLOADED
 from ragbus.bus import encode
 from services.ingest.main import create_app
 from services.ingest.settings import IngestSettings
+from tests.events import kinds
 
 pytestmark = pytest.mark.unit
 
@@ -44,14 +45,7 @@ class Ingest:
 
     def published(self) -> list[tuple[str, str, str]]:
         """The log as (topic, document, what): the status state or the event type."""
-        return [
-            (
-                topic,
-                event.document_id,
-                event.state.value if isinstance(event, StatusUpdate) else type(event).__name__,
-            )
-            for topic, event in self.log
-        ]
+        return kinds(self.log)
 
 
 def auth(key: str) -> dict[str, str]:

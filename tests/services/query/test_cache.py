@@ -2,16 +2,14 @@ import pytest
 from prometheus_client import REGISTRY
 
 from services.query.cache import AnswerCache, normalise_question
+from tests.fakes import FakeClock
 
 pytestmark = pytest.mark.unit
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 def counted(outcome: str) -> float:
@@ -118,8 +116,7 @@ def test_the_least_recently_used_answer_is_evicted_first():
     assert len(cache) == 2
 
 
-def test_answers_expire_after_the_ttl():
-    clock = FakeClock()
+def test_answers_expire_after_the_ttl(clock):
     cache: AnswerCache[str] = AnswerCache(8, ttl_s=60, clock=clock)
     cache.put("k", "answer")
     clock.now += 59.9
@@ -129,8 +126,7 @@ def test_answers_expire_after_the_ttl():
     assert len(cache) == 0
 
 
-def test_storing_again_renews_the_ttl():
-    clock = FakeClock()
+def test_storing_again_renews_the_ttl(clock):
     cache: AnswerCache[str] = AnswerCache(8, ttl_s=60, clock=clock)
     cache.put("k", "old")
     clock.now += 50

@@ -6,7 +6,6 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import pytest
 from faststream.kafka import KafkaBroker
@@ -19,6 +18,7 @@ from ragbus.settings import KafkaSettings
 from services.query.cache import AnswerCache
 from services.query.conversations import ConversationLog
 from services.query.subscriber import register
+from tests.events import index_promoted
 
 pytestmark = pytest.mark.integration
 
@@ -119,10 +119,7 @@ async def test_a_promotion_published_once_a_replica_is_ready_drops_its_cache(kaf
         cache = started.cache
         cache.put("key", "answer")
         assert cache.get("key") == "answer"
-        promoted = IndexPromoted(
-            document_id=document_id, tenant_id="acme", version="v1", alias="ragbus",
-            collection="ragbus_g1", generation=1, points=1, uploaded_at=datetime.now(UTC),
-        )  # fmt: skip
+        promoted = index_promoted(document_id)
         await started.broker.publish(encode(promoted), INDEX_PROMOTED, key=document_id.encode())
 
         def read() -> list[IndexPromoted]:

@@ -12,7 +12,6 @@ import openai
 import orjson
 import pytest
 
-from contracts.events import IndexPromoted, utcnow
 from contracts.topics import INDEX_PROMOTED
 from deploy.kafka.launcher import free_ports
 from ragbus.adapters.llm import OpenAiChat
@@ -22,6 +21,7 @@ from ragbus.ports import Message, Point, RerankError
 from ragbus.settings import KafkaSettings
 from ragbus.sparse import encode_document
 from services.query.transform import NO_PASSAGES
+from tests.events import index_promoted
 
 pytestmark = pytest.mark.integration
 
@@ -241,16 +241,7 @@ async def test_the_answer_is_cached_until_the_index_changes(service, kafka_broke
     broker = create_broker(KafkaSettings(kafka_bootstrap=kafka_broker), "test")
     async with broker:
         await broker.start()
-        promoted = IndexPromoted(
-            document_id="acme-kubelet.md",
-            tenant_id="acme",
-            version="v2",
-            alias="ragbus",
-            collection="ragbus_g1",
-            generation=1,
-            points=1,
-            uploaded_at=utcnow(),
-        )
+        promoted = index_promoted("acme-kubelet.md", version="v2")
         await broker.publish(encode(promoted), INDEX_PROMOTED, key=b"acme-kubelet.md")
     deadline = time.monotonic() + 30
     while True:

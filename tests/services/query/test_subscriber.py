@@ -7,13 +7,14 @@ import pytest
 from faststream.kafka import TestKafkaBroker
 from prometheus_client import REGISTRY
 
-from contracts.events import Conversation, IndexPromoted, Turn
+from contracts.events import Conversation, Turn
 from contracts.topics import INDEX_PROMOTED, QUERY_CONVERSATIONS
 from ragbus.bus import create_broker, encode
 from ragbus.settings import KafkaSettings
 from services.query.cache import AnswerCache
 from services.query.conversations import ConversationLog
 from services.query.subscriber import register
+from tests.events import index_promoted
 
 pytestmark = pytest.mark.unit
 
@@ -44,18 +45,7 @@ def invalid(topic: str) -> float:
 
 
 def promoted() -> bytes:
-    return encode(
-        IndexPromoted(
-            document_id="d1",
-            tenant_id="acme",
-            version="v1",
-            alias="ragbus",
-            collection="ragbus_g1",
-            generation=1,
-            points=3,
-            uploaded_at=datetime.now(UTC),
-        )
-    )
+    return encode(index_promoted("d1", points=3))
 
 
 @pytest.mark.parametrize(("payload", "bad"), [(promoted(), 0), (b"not json", 1)])

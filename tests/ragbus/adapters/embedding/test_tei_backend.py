@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -140,8 +141,7 @@ def closed_url() -> str:
 
 @pytest.mark.integration
 def test_matches_local_model_in_order(url: str, fake: FakeTei, model: OnnxEmbedder) -> None:
-    tei = TeiEmbedder(url, timeout_s=10, batch_size=3)
-    try:
+    with closing(TeiEmbedder(url, timeout_s=10, batch_size=3)) as tei:
         backend: EmbeddingBackend = tei  # checked by mypy: the class meets the protocol
         assert backend.name == MODEL_NAME
         vectors = backend.embed(TEXTS)
@@ -149,108 +149,86 @@ def test_matches_local_model_in_order(url: str, fake: FakeTei, model: OnnxEmbedd
         assert vectors.dtype == np.float32
         np.testing.assert_allclose(np.sum(vectors * model.embed(TEXTS), axis=1), 1.0, atol=1e-5)
         assert [len(batch) for batch in fake.requests] == [3, 3, 1]
-    finally:
-        tei.close()
 
 
 @pytest.mark.integration
 def test_batch_size_clamped_to_server_limit(url: str, fake: FakeTei) -> None:
-    tei = TeiEmbedder(url, batch_size=32)
-    try:
+    with closing(TeiEmbedder(url, batch_size=32)) as tei:
         assert tei.batch_size == fake.max_client_batch_size
         assert tei.embed(TEXTS).shape == (len(TEXTS), DIMENSIONS)
         assert [len(batch) for batch in fake.requests] == [4, 3]
-    finally:
-        tei.close()
 
 
 @pytest.mark.integration
 def test_dimensions_probed_once_when_info_lacks_them(url: str, fake: FakeTei) -> None:
-    tei = TeiEmbedder(url)
-    try:
+    with closing(TeiEmbedder(url)) as tei:
         assert tei.dimensions == DIMENSIONS
         assert tei.dimensions == DIMENSIONS
         assert len(fake.requests) == 1
         assert tei.embed([]).shape == (0, DIMENSIONS)
-    finally:
-        tei.close()
 
 
 @pytest.mark.integration
 def test_dimensions_from_first_reply_without_info(url: str, fake: FakeTei) -> None:
     fake.info = False
-    tei = TeiEmbedder(url, batch_size=2)
-    try:
+    with closing(TeiEmbedder(url, batch_size=2)) as tei:
         assert tei.name == url.rstrip("/")
         tei.embed(TEXTS[:2])
         assert tei.dimensions == DIMENSIONS
         assert len(fake.requests) == 1
-    finally:
-        tei.close()
 
 
 @pytest.mark.integration
 def test_renormalises_server_output(url: str, fake: FakeTei) -> None:
     fake.scale = 3.0
-    tei = TeiEmbedder(url)
-    try:
+    with closing(TeiEmbedder(url)) as tei:
         norms = np.linalg.norm(tei.embed(TEXTS), axis=1)
         np.testing.assert_allclose(norms, 1.0, atol=1e-5)
-    finally:
-        tei.close()
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize("status", [503, 500, 429])
 def test_server_errors_are_transient(url: str, fake: FakeTei, status: int) -> None:
     fake.status = status
-    tei = TeiEmbedder(url)
-    try:
-        with pytest.raises(EmbeddingUnavailable, match=str(status)):
-            tei.embed(TEXTS[:1])
-    finally:
-        tei.close()
+    with (
+        closing(TeiEmbedder(url)) as tei,
+        pytest.raises(EmbeddingUnavailable, match=str(status)),
+    ):
+        tei.embed(TEXTS[:1])
 
 
 @pytest.mark.unit
 def test_closed_server_is_transient(closed_url: str) -> None:
-    tei = TeiEmbedder(closed_url, timeout_s=2)  # constructing must not need the server
-    try:
-        with pytest.raises(EmbeddingUnavailable, match="unreachable"):
-            tei.embed(TEXTS[:1])
-    finally:
-        tei.close()
+    # Constructing must not need the server.
+    with (
+        closing(TeiEmbedder(closed_url, timeout_s=2)) as tei,
+        pytest.raises(EmbeddingUnavailable, match="unreachable"),
+    ):
+        tei.embed(TEXTS[:1])
 
 
 @pytest.mark.integration
 def test_timeout_is_transient(url: str, fake: FakeTei) -> None:
     fake.delay_s = 1.0
-    tei = TeiEmbedder(url, timeout_s=0.2)
-    try:
-        with pytest.raises(EmbeddingUnavailable, match="unreachable"):
-            tei.embed(TEXTS[:1])
-    finally:
-        tei.close()
+    with (
+        closing(TeiEmbedder(url, timeout_s=0.2)) as tei,
+        pytest.raises(EmbeddingUnavailable, match="unreachable"),
+    ):
+        tei.embed(TEXTS[:1])
 
 
 @pytest.mark.integration
 def test_rejected_request_is_permanent(url: str, fake: FakeTei) -> None:
     fake.info = False  # the client cannot learn the limit, so its batch is too large
-    tei = TeiEmbedder(url, batch_size=32)
-    try:
+    with closing(TeiEmbedder(url, batch_size=32)) as tei:
         with pytest.raises(ValueError, match="maximum allowed batch size 4") as raised:
             tei.embed(TEXTS)
         assert not isinstance(raised.value, EmbeddingUnavailable)
-    finally:
-        tei.close()
 
 
 @pytest.mark.integration
 def test_create_backend_with_url_is_tei(url: str) -> None:
-    backend = create_backend(url, threads=1, batch_size=2)
-    try:
+    with closing(create_backend(url, threads=1, batch_size=2)) as backend:
         assert isinstance(backend, TeiEmbedder)
         assert backend.batch_size == 2
         assert backend.embed(TEXTS[:3]).shape == (3, DIMENSIONS)
-    finally:
-        backend.close()
