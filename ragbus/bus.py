@@ -236,9 +236,7 @@ class Bus:
             reason,
             extra={"stage": self.stage, "topic": record.topic, "error": reason, **ids},
         )
-        # A bad record of document.status itself marks nothing: its readers replay the topic at
-        # every start, and would append the same FAILED after the document's later updates.
-        if ids["document_id"] and ids["tenant_id"] and record.topic != DOCUMENT_STATUS:
+        if ids["document_id"] and ids["tenant_id"]:
             update = StatusUpdate(
                 document_id=ids["document_id"],
                 tenant_id=ids["tenant_id"],

@@ -179,16 +179,3 @@ async def test_an_undecodable_record_is_dead_lettered_and_the_board_unchanged(
     # The feed goes on after the bad record.
     await publish(test_broker, update(S.EMBEDDING))
     assert state_of(board) == (S.EMBEDDING, "v1")
-
-
-async def test_a_bad_status_record_naming_a_document_does_not_fail_it(test_broker, board, letters):
-    """The feed is replayed at every start: a FAILED written for its own bad record would land
-    after the document's later updates and flip an INDEXED document to FAILED."""
-    await publish(test_broker, update(S.RECEIVED, stage="ingest"), update(S.CHUNKING))
-
-    unreadable = b'{"document_id": "d1", "tenant_id": "acme", "state": "NO_SUCH_STATE"}'
-    await test_broker.publish(unreadable, DOCUMENT_STATUS, key=b"d1")
-
-    (letter,) = letters
-    assert letter.document_id == "d1"
-    assert state_of(board) == (S.CHUNKING, "v1")
