@@ -53,6 +53,11 @@ class IndexInfo:
     points: int
     documents: int
 
+    @classmethod
+    def of(cls, alias: str, collection: str, points: int, documents: int) -> "IndexInfo":
+        """What a store serves under `alias`: `collection`, whose name gives the generation."""
+        return cls(alias, collection, generation_of(collection), points, documents)
+
 
 class VectorStore(Protocol):
     alias: str

@@ -97,8 +97,9 @@ class StoreSettings(RagbusSettings):
     )
 
     @property
-    def qdrant_path(self) -> Path:
-        return self.data_dir / "qdrant"
+    def index_path(self) -> Path:
+        """Where the embedded engine keeps its generations."""
+        return self.data_dir / "index"
 
 
 class EmbeddingSettings(RagbusSettings):

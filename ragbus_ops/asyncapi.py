@@ -12,7 +12,8 @@ import orjson
 from faststream.specification import AsyncAPI
 
 from contracts.events import ChunksReady, DocumentUploaded
-from ragbus.adapters.store import StoreRunner, open_store
+from ragbus.adapters.store import StoreRunner
+from ragbus.adapters.stores import open_store
 from ragbus.ports import Vectors
 from services.chunker import main as chunker
 from services.embedder import main as embedder

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
-from ragbus.adapters.store import open_store
+from ragbus.adapters.stores import open_store
 from ragbus.runner import Served, run
 from ragbus.settings import HttpSettings
 from services.chunker import main as chunker

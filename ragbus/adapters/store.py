@@ -30,7 +30,6 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from ragbus.ports import Hit, IndexInfo, Payload, Point, SearchRequest, VectorStore, generation_of
-from ragbus.settings import StoreSettings
 from ragbus.sparse import SparseVector
 
 T = TypeVar("T")
@@ -324,7 +323,7 @@ class QdrantStore:
             )
         else:
             return []
-        return _newest_versions([Hit(str(p.id), p.score, p.payload or {}) for p in result.points])
+        return newest_versions([Hit(str(p.id), p.score, p.payload or {}) for p in result.points])
 
     def generation(self) -> int:
         """The generation the alias serves now (0 before the first collection exists)."""
@@ -343,19 +342,13 @@ class QdrantStore:
                 self.alias, key="document_id", facet_filter=where, limit=points, exact=True
             )
             documents = len(facet.hits)
-        return IndexInfo(
-            alias=self.alias,
-            collection=collection,
-            generation=generation_of(collection),
-            points=points,
-            documents=documents,
-        )
+        return IndexInfo.of(self.alias, collection, points, documents)
 
     def close(self) -> None:
         self.client.close()
 
 
-def _newest_versions(hits: list[Hit]) -> list[Hit]:
+def newest_versions(hits: list[Hit]) -> list[Hit]:
     """Only the hits of each document's most recently uploaded version (see `promote`)."""
 
     def document_of(hit: Hit) -> str:
@@ -388,11 +381,3 @@ class StoreRunner:
     async def close(self) -> None:
         await self.run(self.store.close)
         self._executor.shutdown(wait=True)
-
-
-def open_store(settings: StoreSettings) -> StoreRunner:
-    """The store the settings name, behind its runner; whoever opens it closes it. Embedded
-    storage admits one opener: services in one process must share one runner."""
-    return StoreRunner(
-        QdrantStore.connect(settings.qdrant_url, settings.qdrant_path, settings.collection_alias)
-    )

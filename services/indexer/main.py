@@ -6,7 +6,8 @@ from fastapi import FastAPI
 
 from contracts.events import IndexPromoted
 from contracts.topics import INDEX_PROMOTED, VECTORS_READY
-from ragbus.adapters.store import StoreRunner, open_store
+from ragbus.adapters.store import StoreRunner
+from ragbus.adapters.stores import open_store
 from ragbus.bus import Bus, create_broker
 from ragbus.service import Hook, create_service_app
 

@@ -11,7 +11,8 @@ from contracts.events import IndexPromoted
 from ragbus.adapters.embedding import create_backend
 from ragbus.adapters.llm import OpenAiChat
 from ragbus.adapters.rerank import TeiReranker
-from ragbus.adapters.store import StoreRunner, open_store
+from ragbus.adapters.store import StoreRunner
+from ragbus.adapters.stores import open_store
 from ragbus.bus import create_broker
 from ragbus.ports import ChatModel, EmbeddingBackend, Reranker
 from ragbus.service import Hook, create_service_app

@@ -15,7 +15,7 @@ from fastapi.routing import iter_route_contexts
 from starlette.routing import Route
 
 from ragbus.adapters.embedding import create_backend
-from ragbus.adapters.store import open_store
+from ragbus.adapters.stores import open_store
 from services.chunker import main as chunker
 from services.chunker.settings import ChunkerSettings
 from services.embedder import main as embedder

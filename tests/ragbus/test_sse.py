@@ -50,10 +50,11 @@ async def test_an_idle_stream_gets_keepalive_comments(monkeypatch):
     monkeypatch.setattr(sse, "KEEPALIVE_SECONDS", 0.05)
 
     async def frames() -> AsyncIterator[ServerSentEvent]:
-        await asyncio.sleep(0.18)
+        await asyncio.sleep(0.3)
         yield sse.frame("done", {})
 
     body = (await body_of(frames())).content
     assert body.startswith(b": keepalive\n\n")
     assert body.endswith(b"event: done\ndata: {}\n\n")
-    assert body.count(b": keepalive\n\n") in (2, 3)
+    # At least one more while idle; how many more depends on how busy the machine is.
+    assert body.count(b": keepalive\n\n") >= 2

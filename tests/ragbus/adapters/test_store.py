@@ -1,5 +1,6 @@
-"""The `VectorStore` contract, run against both implementations: QdrantStore on real embedded
-storage and the FakeStore of tests/fakes.py (dense, sparse and fused search, tenants, filters,
+"""The `VectorStore` contract, run against every implementation: EdgeStore (Qdrant's engine
+embedded, the default), QdrantStore (qdrant-client; its local mode stands in for a server) and the
+FakeStore of tests/fakes.py (dense, sparse and fused search, tenants, filters,
 and the swap of document versions: written not live, promoted, replaced, deleted); then what
 only QdrantStore does (refusing storage an older ragbus wrote, finishing a cut-off promotion)."""
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from qdrant_client import models as qm
 
+from ragbus.adapters.edge_store import EdgeStore
 from ragbus.adapters.store import REGISTRY_SUFFIX, QdrantStore
 from ragbus.ports import Hit, Point, SearchRequest, VectorStore
 from ragbus.sparse import encode_document, encode_query
@@ -31,7 +33,7 @@ def _id(name: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
 
 
-@pytest.fixture(params=["qdrant", "fake"])
+@pytest.fixture(params=["edge", "qdrant", "fake"])
 def new_store(request, tmp_path) -> Iterator[Callable[[], VectorStore]]:
     """Makes empty stores of one implementation (each Qdrant one on storage of its own); closes
     them after the test."""
@@ -40,6 +42,8 @@ def new_store(request, tmp_path) -> Iterator[Callable[[], VectorStore]]:
     def new() -> VectorStore:
         if request.param == "fake":
             store: VectorStore = FakeStore()
+        elif request.param == "edge":
+            store = EdgeStore(tmp_path / f"edge-{len(opened)}", "ragbus")
         else:
             store = QdrantStore.connect(None, tmp_path / f"qdrant-{len(opened)}", "ragbus")
         opened.append(store)

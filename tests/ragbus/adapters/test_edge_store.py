@@ -1,0 +1,72 @@
+"""What only the embedded engine (`EdgeStore`) does: the bool-filter trap, persistence across a
+reopen, one opener per directory, refusing vectors of other dimensions."""
+
+import uuid
+
+import pytest
+from qdrant_edge import CountRequest, FieldCondition, Filter, MatchValue
+
+from ragbus.adapters.edge_store import EdgeStore, match
+from ragbus.ports import Point, SearchRequest
+from ragbus.sparse import encode_document
+
+pytestmark = pytest.mark.unit
+
+
+def point(document_id: str, version: str, n: int, dense: list[float]) -> Point:
+    return Point(
+        id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{document_id}/{version}/{n}")),
+        vector=dense,
+        sparse=encode_document(f"chunk {n} of {document_id}"),
+        payload={
+            "document_id": document_id,
+            "tenant_id": "acme",
+            "version": version,
+            "uploaded_at": "2026-12-03T00:00:00",
+            "metadata": {},
+            "text": f"chunk {n}",
+        },
+    )
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = EdgeStore(tmp_path / "index", "ragbus")
+    store.ensure_collection(2)
+    store.upsert([point("d1", "v1", 0, [1.0, 0.0]), point("d1", "v1", 1, [0.0, 1.0])])
+    store.promote("d1", "v1")
+    yield store
+    store.close()
+
+
+def live_points(store: EdgeStore, condition: FieldCondition) -> int:
+    return store.shard.count(CountRequest(filter=Filter(must=[condition])))
+
+
+def test_a_bool_filter_goes_through_the_helper_because_a_python_bool_matches_nothing(store):
+    assert live_points(store, match("live", True)) == 2
+    assert live_points(store, match("live", False)) == 0
+    # The trap the helper avoids: MatchValue(True) becomes the integer 1 and matches no bool.
+    assert live_points(store, FieldCondition("live", match=MatchValue(True))) == 0
+
+
+def test_the_index_is_back_after_a_reopen(store, tmp_path):
+    store.close()
+    reopened = EdgeStore(tmp_path / "index", "ragbus")
+    try:
+        assert reopened.generation() == 1
+        assert reopened.info().points == 2
+        hits = reopened.search(SearchRequest(tenant_id="acme", limit=1, dense=[1.0, 0.0]))
+        assert [hit.payload["text"] for hit in hits] == ["chunk 0"]
+    finally:
+        reopened.close()
+
+
+def test_a_second_opener_of_the_same_directory_is_refused(store, tmp_path):
+    with pytest.raises(Exception, match="WAL"):
+        EdgeStore(tmp_path / "index", "ragbus")
+
+
+def test_vectors_of_other_dimensions_are_refused_with_a_reason(store):
+    with pytest.raises(ValueError, match="holds 2-dim vectors, model gives 384"):
+        store.ensure_collection(384)
