@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from qdrant_client import QdrantClient
 
 from contracts.ids import chunk_id
 from contracts.topics import CHUNKS_READY, DOCUMENT_UPLOADED, all_topics
 from deploy.autoscaler import ReplicaPool, Scaled, ScaleRule, Tick, follows_the_rule
 from deploy.kafka.launcher import LocalKafka, bootstrap_topics_blocking, fetch_broker, free_ports
+from ragbus.adapters.edge_store import stored_points
 from ragbus.lag import LagReader
 from ragbus_ops.eval.datasets import Document, load_squad
 from ragbus_ops.supervisor import HEALTH_TIMEOUT_S, Child, wait_healthy
@@ -136,7 +136,7 @@ async def run(options: Options, documents: Sequence[Document]) -> tuple[list[Tic
             uploaded = await _drive(demo, reader, http, documents)
             records = await _settled_records(demo, reader, http, uploaded)
         demo.fixed[-1].stop()  # the indexer, so the storage can be opened here
-        stored = _stored_points(options.data_dir / "qdrant")
+        stored = _stored_points(options.data_dir / "index")
     finally:
         demo.stop()
     return demo.ticks, _outcome(options, demo.ticks, uploaded, records, stored)
@@ -210,17 +210,7 @@ async def _records(
 
 
 def _stored_points(path: Path, alias: str = "ragbus") -> set[str]:
-    client = QdrantClient(path=str(path))
-    try:
-        ids: set[str] = set()
-        offset = None
-        while True:
-            page, offset = client.scroll(alias, limit=1000, offset=offset, with_payload=False)
-            ids |= {str(point.id) for point in page}
-            if offset is None:
-                return ids
-    finally:
-        client.close()
+    return {point_id for point_id, _ in stored_points(path, alias)}
 
 
 def _outcome(

@@ -303,3 +303,23 @@ def _create_shard(path: Path, dimensions: int) -> EdgeShard:
 
 def _sparse(vector: Sparse) -> SparseVector:
     return SparseVector(list(vector.indices), list(vector.values))
+
+
+def stored_points(root: Path, alias: str) -> list[tuple[str, dict[str, Any]]]:
+    """Every point of the serving generation with its payload, read from the storage itself
+    (for audits: the process that serves it must have stopped, one opener per directory)."""
+    store = EdgeStore(root, alias)
+    try:
+        if store._shard is None:
+            return []
+        points: list[tuple[str, dict[str, Any]]] = []
+        offset = None
+        while True:
+            records, offset = store.shard.scroll(
+                ScrollRequest(offset=offset, limit=1000, with_payload=True)
+            )
+            points += [(str(record.id), record.payload or {}) for record in records]
+            if offset is None:
+                return points
+    finally:
+        store.close()

@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     embedder = create_backend(
         None, query_settings.embed_threads, batch_size=1, model=query_settings.embed_model
     )
-    baseline_store = data_dir / "qdrant-baseline"
+    baseline_store = data_dir / "index-baseline"
     figures["query"]["baseline"] = {
         str(level): measure.percentiles(
             measure.baseline_latency(
@@ -167,7 +167,7 @@ def _on_the_stack(
     figures["freshness_s"] = [round(s, 3) for s in fresh]
 
     # The index as the service is measured on, for the in-process baseline after the stack.
-    shutil.copytree(stack.data_dir / "qdrant", stack.data_dir / "qdrant-baseline")
+    shutil.copytree(stack.data_dir / "index", stack.data_dir / "index-baseline")
     print("retrieval through the service…", flush=True)
     figures["query"] = {
         "service": {

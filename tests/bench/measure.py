@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import orjson
 
-from ragbus.adapters.store import QdrantStore
+from ragbus.adapters.edge_store import EdgeStore
 from ragbus.ports import EmbeddingBackend, SearchRequest
 from ragbus.sparse import encode_query
 from ragbus_ops import client as api
@@ -161,9 +161,9 @@ def baseline_latency(
     store_path: Path, embedder: EmbeddingBackend, questions: Sequence[str], concurrency: int
 ) -> list[float]:
     """Milliseconds per query done in process, with no service between: embed the question,
-    hybrid search in embedded Qdrant (one search at a time, as embedded storage requires), by
-    `concurrency` threads."""
-    store = QdrantStore.connect(None, store_path, "ragbus")
+    hybrid search in the embedded engine (one search at a time, as the service's store runner
+    does), by `concurrency` threads."""
+    store = EdgeStore(store_path, "ragbus")
     searching = threading.Lock()
 
     def one(question: str) -> float:

@@ -4,7 +4,7 @@ The broker keeps its ports and data dir for the cluster's whole life, so it can 
 started again where every client finds it. Each service runs as its own process
 (`ragbus serve <service>`, its port from `RAGBUS_<SERVICE>_PORT`) in a session of its own, so a
 kill -9 hits that process alone. With embedded Qdrant storage the indexer process is the only
-opener of `<data_dir>/qdrant`: the points are read back straight from the storage once it has
+opener of `<data_dir>/index`: the points are read back straight from the storage once it has
 stopped (`stored_points`), every one with its id, so a lost or an extra point shows by name.
 """
 
@@ -24,10 +24,10 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from qdrant_client import QdrantClient
 
 from contracts.topics import CONSUMED, dlq
 from deploy.kafka.launcher import LocalKafka, bootstrap_topics_blocking, free_ports
+from ragbus.adapters.edge_store import stored_points
 from ragbus.lag import LagReader
 from ragbus.logs import log_tail
 from ragbus_ops.eval.datasets import Document
@@ -275,31 +275,18 @@ class Cluster:
 
     def stored_points(self, alias: str = "ragbus") -> list[StoredPoint]:
         """Every point in the serving collection, read from the storage itself: the indexer
-        process must have stopped first (embedded Qdrant admits one opener)."""
+        process must have stopped first (the embedded engine admits one opener)."""
         assert not any(p.alive() for p in self.processes.values() if p.service == "indexer")
-        client = QdrantClient(path=str(self.data_dir / "qdrant"))
-        try:
-            points: list[StoredPoint] = []
-            offset = None
-            while True:
-                page, offset = client.scroll(
-                    alias, limit=1000, offset=offset, with_payload=True, with_vectors=False
-                )
-                points += [
-                    StoredPoint(
-                        str(p.id),
-                        str(payload.get("tenant_id")),
-                        str(payload.get("document_id")),
-                        str(payload.get("version")),
-                        bool(payload.get("live")),
-                    )
-                    for p in page
-                    for payload in [p.payload or {}]
-                ]
-                if offset is None:
-                    return points
-        finally:
-            client.close()
+        return [
+            StoredPoint(
+                point_id,
+                str(payload.get("tenant_id")),
+                str(payload.get("document_id")),
+                str(payload.get("version")),
+                bool(payload.get("live")),
+            )
+            for point_id, payload in stored_points(self.data_dir / "index", alias)
+        ]
 
 
 async def partitions_of(bootstrap: str, topics: Sequence[str]) -> list[TopicPartition]:
