@@ -62,7 +62,10 @@ class IndexInfo:
 class VectorStore(Protocol):
     alias: str
 
-    def ensure_collection(self, dimensions: int) -> str: ...
+    def ensure_collection(self, dimensions: int, model: str | None = None) -> str:
+        """The serving collection, created on first use for vectors of `dimensions` from
+        `model`; raises ValueError for vectors it cannot hold (an index never mixes models)."""
+        ...
 
     def upsert(self, points: Sequence[Point]) -> None: ...
 
@@ -79,6 +82,17 @@ class VectorStore(Protocol):
     def info(self, tenant_id: str | None = None) -> IndexInfo: ...
 
     def close(self) -> None: ...
+
+
+def mixed_models(collection: str, held: str | None, given: str | None) -> str | None:
+    """Why vectors of `given` cannot join a collection of `held` vectors (None: they can; a
+    collection or event that names no model is not checked)."""
+    if held is None or given is None or held == given:
+        return None
+    return (
+        f"collection {collection} holds vectors of model {held!r}, these are of {given!r}: "
+        "an index never mixes embedding models"
+    )
 
 
 def generation_of(collection: str) -> int:

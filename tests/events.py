@@ -49,6 +49,7 @@ def vectors_ready(
     dimensions: int = 4,
     vector_length: int | None = None,
     source: str | None = None,
+    model: str = "fake-embedder",
     **fields: Any,
 ) -> VectorsReady:
     """A batch of `document_id`'s chunks `ordinals` of `version` (of `total` in all), from
@@ -63,7 +64,7 @@ def vectors_ready(
         total_chunks=total,
         batch=batch,
         uploaded_at=uploaded_at,
-        model="fake-embedder",
+        model=model,
         dimensions=dimensions,
         chunks=[
             EmbeddedChunk(

@@ -21,6 +21,7 @@ from ragbus.ports import (
     SearchRequest,
     Vectors,
     generation_of,
+    mixed_models,
 )
 from ragbus.sparse import SparseVector
 
@@ -52,6 +53,7 @@ class FakeStore:
     def __init__(self, alias: str = "ragbus") -> None:
         self.alias = alias
         self.dimensions: int | None = None
+        self.model: str | None = None
         self.points: dict[str, tuple[Point, bool]] = {}
         """Point id → (point, live)."""
         self.documents: dict[str, _Document] = {}
@@ -60,14 +62,16 @@ class FakeStore:
     def _collection(self) -> str:
         return f"{self.alias}_g1" if self.dimensions is not None else ""
 
-    def ensure_collection(self, dimensions: int) -> str:
+    def ensure_collection(self, dimensions: int, model: str | None = None) -> str:
         if self.dimensions is None:
-            self.dimensions = dimensions
+            self.dimensions, self.model = dimensions, model
         elif self.dimensions != dimensions:
             raise ValueError(
                 f"collection {self._collection()} holds {self.dimensions}-dim vectors, "
                 f"model gives {dimensions}"
             )
+        elif reason := mixed_models(self._collection(), self.model, model):
+            raise ValueError(reason)
         return self._collection()
 
     def upsert(self, points: Sequence[Point]) -> None:

@@ -58,7 +58,7 @@ from ragbus.adapters.store import (
     SPARSE,
     newest_versions,
 )
-from ragbus.ports import Hit, IndexInfo, Point, SearchRequest, generation_of
+from ragbus.ports import Hit, IndexInfo, Point, SearchRequest, generation_of, mixed_models
 from ragbus.sparse import SparseVector as Sparse
 
 POINTER = "generations.json"
@@ -111,20 +111,23 @@ class EdgeStore:
         )
         os.replace(scratch, path)
 
-    def ensure_collection(self, dimensions: int) -> str:
-        """The serving generation, created (generation 1) on first use; a store of other
-        dimensions is refused."""
+    def ensure_collection(self, dimensions: int, model: str | None = None) -> str:
+        """The serving generation, created (generation 1) on first use with the dimensions and
+        model it holds; vectors of other dimensions or another model are refused."""
         if self._serving is not None:
-            held = self._generations[self._serving]["dimensions"]
-            if held != dimensions:
+            recorded = self._generations[self._serving]
+            if recorded["dimensions"] != dimensions:
                 raise ValueError(
-                    f"collection {self._serving} holds {held}-dim vectors, model gives {dimensions}"
+                    f"collection {self._serving} holds {recorded['dimensions']}-dim vectors, "
+                    f"model gives {dimensions}"
                 )
+            if reason := mixed_models(self._serving, recorded.get("model"), model):
+                raise ValueError(reason)
             return self._serving
         collection = f"{self.alias}_g1"
         self._shard = _create_shard(self.root / collection, dimensions)
         self._serving = collection
-        self._generations[collection] = {"dimensions": dimensions}
+        self._generations[collection] = {"dimensions": dimensions, "model": model}
         self._write_pointer()
         return collection
 

@@ -29,7 +29,16 @@ from typing import Any, TypeVar
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from ragbus.ports import Hit, IndexInfo, Payload, Point, SearchRequest, VectorStore, generation_of
+from ragbus.ports import (
+    Hit,
+    IndexInfo,
+    Payload,
+    Point,
+    SearchRequest,
+    VectorStore,
+    generation_of,
+    mixed_models,
+)
 from ragbus.sparse import SparseVector
 
 T = TypeVar("T")
@@ -89,7 +98,7 @@ class QdrantStore:
     def __init__(self, client: QdrantClient, alias: str) -> None:
         self.client = client
         self.alias = alias
-        self._checked: set[tuple[str, int]] = set()
+        self._checked: set[tuple[str, int, str | None]] = set()
 
     @classmethod
     def connect(cls, url: str | None, path: Path, alias: str) -> "QdrantStore":
@@ -104,14 +113,14 @@ class QdrantStore:
                 return alias.collection_name
         return None
 
-    def ensure_collection(self, dimensions: int) -> str:
-        """The alias's collection, creating generation 1, its registry and the alias when
-        there is none."""
+    def ensure_collection(self, dimensions: int, model: str | None = None) -> str:
+        """The alias's collection, creating generation 1 (recording its model), its registry
+        and the alias when there is none."""
         existing = self._collection()
         if existing is not None:
-            if (existing, dimensions) not in self._checked:
-                self._check_schema(existing, dimensions)
-                self._checked.add((existing, dimensions))
+            if (existing, dimensions, model) not in self._checked:
+                self._check_schema(existing, dimensions, model)
+                self._checked.add((existing, dimensions, model))
             return existing
         collection = f"{self.alias}_g1"
         if not self.client.collection_exists(collection):
@@ -121,6 +130,7 @@ class QdrantStore:
                     DENSE: qm.VectorParams(size=dimensions, distance=qm.Distance.COSINE)
                 },
                 sparse_vectors_config={SPARSE: qm.SparseVectorParams(modifier=qm.Modifier.IDF)},
+                metadata={"model": model} if model else None,
             )
             for field in ("tenant_id", "document_id", "version"):
                 self.client.create_payload_index(collection, field, qm.PayloadSchemaType.KEYWORD)
@@ -140,8 +150,11 @@ class QdrantStore:
         if not self.client.collection_exists(registry):
             self.client.create_collection(registry, vectors_config={})
 
-    def _check_schema(self, collection: str, dimensions: int) -> None:
-        params = self.client.get_collection(collection).config.params
+    def _check_schema(self, collection: str, dimensions: int, model: str | None) -> None:
+        config = self.client.get_collection(collection).config
+        if reason := mixed_models(collection, (config.metadata or {}).get("model"), model):
+            raise ValueError(reason)
+        params = config.params
         dense = params.vectors.get(DENSE) if isinstance(params.vectors, dict) else None
         if dense is None or SPARSE not in (params.sparse_vectors or {}):
             raise ValueError(

@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import TypeVar
 
 from qdrant_client.http.exceptions import ResponseHandlingException
@@ -50,7 +51,8 @@ async def index(events: Sequence[VectorsOrDelete], runner: StoreRunner, dimensio
             outcome.reject(event, reason, "WrongDimensions", event.version)
             continue
         try:
-            await call(runner, lambda: runner.store.ensure_collection(dimensions), "collection")
+            ensure = partial(runner.store.ensure_collection, dimensions, event.model)
+            await call(runner, ensure, "collection")
             pending.append((event, to_points(event)))
         except ValueError as exc:
             outcome.reject(event, str(exc), type(exc).__name__, event.version)
@@ -100,7 +102,9 @@ async def promote_if_complete(event: VectorsReady, runner: StoreRunner, outcome:
             extra={"document_id": event.document_id, "trace_id": event.trace_id},
         )
         return
-    collection = await call(runner, lambda: store.ensure_collection(event.dimensions), "collection")
+    collection = await call(
+        runner, lambda: store.ensure_collection(event.dimensions, event.model), "collection"
+    )
     announcement = promoted(
         event, alias=store.alias, collection=collection, points=stored, replaced=replaced
     )

@@ -306,3 +306,11 @@ def test_points_without_a_document_registry_are_refused_with_a_reason(tmp_path):
     with pytest.raises(ValueError, match="no document registry"):
         reopened.ensure_collection(4)
     store.close()
+
+
+def test_vectors_of_another_model_are_refused_with_a_reason(new_store):
+    store = new_store()
+    collection = store.ensure_collection(4, "minilm-int8-pc")
+    assert store.ensure_collection(4, "minilm-int8-pc") == collection
+    with pytest.raises(ValueError, match="holds vectors of model 'minilm-int8-pc', these are of"):
+        store.ensure_collection(4, "other-model")

@@ -267,3 +267,18 @@ async def test_a_permanent_store_error_propagates_for_a_redelivery():
             await index([vectors_ready(range(2), total=2)], runner, DIMS)
     finally:
         await runner.close()
+
+
+async def test_vectors_of_another_model_are_rejected_once_the_index_holds_one(runner, store):
+    await index([vectors_ready(range(1), total=1, model="minilm-int8-pc")], runner, DIMS)
+    other = vectors_ready(range(1), total=1, document_id="doc2", model="other-model")
+
+    outcome = await index([other], runner, DIMS)
+
+    assert outcome.published == []
+    (rejection,) = outcome.rejected
+    assert rejection.event is other
+    assert "holds vectors of model 'minilm-int8-pc', these are of 'other-model'" in (
+        rejection.reason
+    )
+    assert store.count("doc2") == 0
