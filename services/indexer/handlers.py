@@ -51,9 +51,11 @@ async def index(events: Sequence[VectorsOrDelete], runner: StoreRunner, dimensio
             outcome.reject(event, reason, "WrongDimensions", event.version)
             continue
         try:
+            # The event's own vectors first, then whether the index may hold them (its model).
+            points = to_points(event)
             ensure = partial(runner.store.ensure_collection, dimensions, event.model)
             await call(runner, ensure, "collection")
-            pending.append((event, to_points(event)))
+            pending.append((event, points))
         except ValueError as exc:
             outcome.reject(event, str(exc), type(exc).__name__, event.version)
             continue

@@ -519,6 +519,8 @@ SPECIFIC: dict[str, list[Mutation]] = {
         ("bad-vectors", _set_chunk(vector=_vector([float("nan")] * DIMENSIONS)), "NaN"),
         ("bad-vectors", _set_chunk(vector=_vector([float("inf")] * DIMENSIONS)), "infinite"),
         ("bad-vectors", _set(chunks=[], total_chunks=0), "chunks"),
+        # Well-formed vectors of a model the index does not hold.
+        ("other-model", _set(model="another-model"), "never mixes embedding models"),
     ],
     DOCUMENT_STATUS: [
         ("bad-status", _set(state="BOGUS"), "state"),
