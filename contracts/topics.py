@@ -42,18 +42,22 @@ CONVERSATION_RETENTION_MS = 7 * 24 * 3600 * 1000
 
 
 def all_topics(partitions: int = DEFAULT_PARTITIONS) -> list[TopicSpec]:
-    """Every topic ragbus uses, with its partitions and configs."""
+    """Every topic ragbus uses, with its partitions and configs.
+
+    `document.uploaded` is the corpus: compacted by document id, it keeps each document's latest
+    upload or its deletion (a `DocumentDeleted` record, never a null), so replaying it from the
+    start rebuilds an index of exactly the current documents. `document.status` is the state of
+    every document, compacted the same way. Records stay uncompacted for a minute, so a stage
+    that is behind still sees the versions in between.
+    """
     size = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
+    compacted = {**size, "cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
     specs = [
-        TopicSpec(DOCUMENT_UPLOADED, partitions, size),
+        TopicSpec(DOCUMENT_UPLOADED, partitions, compacted),
         TopicSpec(CHUNKS_READY, partitions, size),
         TopicSpec(VECTORS_READY, partitions, size),
         TopicSpec(INDEX_PROMOTED, partitions, size),
-        TopicSpec(
-            DOCUMENT_STATUS,
-            partitions,
-            {**size, "cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
-        ),
+        TopicSpec(DOCUMENT_STATUS, partitions, compacted),
         TopicSpec(
             QUERY_CONVERSATIONS,
             partitions,

@@ -136,9 +136,10 @@ async def test_broker_lifecycle(tmp_path: Path) -> None:
         assert await bootstrap_topics(servers, specs) == names
         partitions = await _topic_partitions(servers)
         assert {name: partitions[name] for name in names} == dict.fromkeys(names, PARTITIONS)
-        configs = await _topic_configs(servers, DOCUMENT_STATUS)
-        assert configs["cleanup.policy"] == "compact"
-        assert configs["max.message.bytes"] == str(MAX_MESSAGE_BYTES)
+        for compacted in (DOCUMENT_STATUS, DOCUMENT_UPLOADED):  # the state, and the corpus
+            configs = await _topic_configs(servers, compacted)
+            assert configs["cleanup.policy"] == "compact"
+            assert configs["max.message.bytes"] == str(MAX_MESSAGE_BYTES)
 
         await _round_trip(servers, os.urandom(3 * 1024 * 1024))  # beyond Kafka's 1 MiB default
         assert await bootstrap_topics(servers, specs) == []  # idempotent
