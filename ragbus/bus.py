@@ -178,9 +178,8 @@ class Bus:
         await self.publish(DOCUMENT_STATUS, [update])
         return update
 
-    async def decode(self, record: Record, model: type[E] | TypeAdapter[E]) -> E | None:
-        """Validate a record as `model`; dead-letter it and return None when it is not one."""
-        adapter = model if isinstance(model, TypeAdapter) else TypeAdapter(model)
+    async def decode(self, record: Record, adapter: TypeAdapter[E]) -> E | None:
+        """Validate a record with `adapter`; dead-letter it and return None when it fails."""
         try:
             if record.value is None:
                 raise ValueError("empty message (no value)")

@@ -8,7 +8,7 @@ AsyncAPI document shows the real payload of every channel.
 
 A stage's rules are plain async functions that take typed events and ports and return an
 `Outcome`: the events to publish, in order, and the events to dead-letter with a reason. The
-subscriber hands the outcome to `Bus.deliver`; the offset is committed only after that.
+subscriber hands the outcome to `deliver`; the offset is committed only after that.
 """
 
 from collections.abc import Awaitable, Callable, Sequence
@@ -65,10 +65,6 @@ class Outcome:
         self, event: BaseModel, reason: str, error_type: str, version: str | None = None
     ) -> None:
         self.rejected.append(Rejection(event, reason, error_type, version))
-
-    def extend(self, other: "Outcome") -> None:
-        self.published.extend(other.published)
-        self.rejected.extend(other.rejected)
 
 
 def deliveries(message: KafkaMessage) -> list[Delivery[Any]]:

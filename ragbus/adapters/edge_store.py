@@ -313,7 +313,7 @@ def stored_points(root: Path, alias: str) -> list[tuple[str, dict[str, Any]]]:
     (for audits: the process that serves it must have stopped, one opener per directory)."""
     store = EdgeStore(root, alias)
     try:
-        if store._shard is None:
+        if store.generation() == 0:
             return []
         points: list[tuple[str, dict[str, Any]]] = []
         offset = None
