@@ -92,6 +92,9 @@ class DocumentDeleted(Event):
     """
 
     kind: Literal["deleted"] = "deleted"
+    generation: int = Field(
+        default=1, ge=1, description="the index generation it applies to (the chunker's stamp)"
+    )
 
 
 class Chunk(BaseModel):
@@ -113,12 +116,22 @@ class DocumentRef(Event):
     total_chunks: int = Field(ge=1, description="chunks of this document version in all batches")
     batch: int = Field(ge=0, description="index of this batch among the document's batches")
     uploaded_at: datetime = Field(description="when the upload entered the bus, for latency")
+    generation: int = Field(default=1, ge=1, description="the index generation it is built for")
+    quiet: bool = Field(
+        default=False,
+        description="built for a generation that does not serve: stages keep its progress off "
+        "`document.status`",
+    )
 
 
 class ChunksReady(DocumentRef):
     """One batch of a document version's chunks (a document may span several batches)."""
 
     chunks: list[Chunk] = Field(min_length=1)
+    embed_model: str | None = Field(
+        default=None,
+        description="the embedding model its generation is built with (None: the embedder's own)",
+    )
 
 
 class EmbeddedChunk(Chunk):
@@ -143,6 +156,53 @@ class IndexPromoted(Event):
     points: int = Field(ge=0)
     replaced_versions: int = Field(default=0, ge=0, description="older versions' points removed")
     uploaded_at: datetime
+
+
+class IndexSwapped(Versioned):
+    """The serving name now points at another generation (a rebuild's swap, or a rollback):
+    every answer cached before is stale. On `index.promoted`, keyed by the alias."""
+
+    kind: Literal["swapped"] = "swapped"
+    event_id: str = Field(default_factory=new_event_id)
+    occurred_at: datetime = Field(default_factory=utcnow)
+    alias: str
+    collection: str
+    generation: int = Field(ge=1)
+    previous: int = Field(ge=0, description="the generation that served before")
+
+
+GenerationState = Literal["building", "serving", "kept", "retired"]
+
+
+class GenerationPlan(Versioned):
+    """What one index generation is built with, and where it stands. The indexer, which owns
+    the index, writes one to the compacted `index.generations` (key: the generation number)
+    whenever a generation is planned, swapped or dropped; every chunker follows the topic and
+    runs one consumer group per generation that is not retired, replaying `document.uploaded`
+    from its start into that generation."""
+
+    alias: str
+    generation: int = Field(ge=1)
+    plan_id: str = Field(min_length=1, description="unique per plan: a consumer group's name")
+    state: GenerationState
+    embed_model: str | None = Field(
+        default=None, description="the embedding model (None: the embedder's configured one)"
+    )
+    chunk_tokens: int | None = Field(default=None, ge=1, description="None: the chunker's own")
+    overlap: int | None = Field(default=None, ge=0, description="None: the chunker's own")
+    occurred_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def key(self) -> str:
+        return str(self.generation)
+
+    @property
+    def consumer_group(self) -> str:
+        """The chunker's consumer group for this generation (generation 1 keeps the chunker's
+        original group, so an existing deployment resumes where it was)."""
+        if self.generation == 1:
+            return "ragbus-chunker"
+        return f"ragbus-chunker-g{self.generation}-{self.plan_id[:12]}"
 
 
 class DocumentState(StrEnum):
@@ -244,7 +304,7 @@ class Conversation(Versioned):
 
 def _deleted_or_main(value: Any) -> str:
     kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
-    return "deleted" if kind == "deleted" else "main"
+    return kind if kind in ("deleted", "swapped") else "main"
 
 
 _DELETED = Annotated[DocumentDeleted, Tag("deleted")]
@@ -260,7 +320,8 @@ VectorsOrDelete: TypeAlias = Annotated[
     Annotated[VectorsReady, Tag("main")] | _DELETED, Discriminator(_deleted_or_main)
 ]
 PromotedOrDelete: TypeAlias = Annotated[
-    Annotated[IndexPromoted, Tag("main")] | _DELETED, Discriminator(_deleted_or_main)
+    Annotated[IndexPromoted, Tag("main")] | _DELETED | Annotated[IndexSwapped, Tag("swapped")],
+    Discriminator(_deleted_or_main),
 ]
 
 
@@ -272,6 +333,8 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
         ChunksReady,
         VectorsReady,
         IndexPromoted,
+        IndexSwapped,
+        GenerationPlan,
         StatusUpdate,
         DeadLetter,
         Conversation,

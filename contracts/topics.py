@@ -7,6 +7,9 @@ CHUNKS_READY = "chunks.ready"
 VECTORS_READY = "vectors.ready"
 INDEX_PROMOTED = "index.promoted"
 DOCUMENT_STATUS = "document.status"
+# The index generations and what each is built with (`events.GenerationPlan`, key: generation),
+# written by the indexer, followed by every chunker.
+INDEX_GENERATIONS = "index.generations"
 # The query service's conversation history (key: `events.conversation_key`), written and read
 # by the query service alone.
 QUERY_CONVERSATIONS = "query.conversations"
@@ -58,6 +61,8 @@ def all_topics(partitions: int = DEFAULT_PARTITIONS) -> list[TopicSpec]:
         TopicSpec(VECTORS_READY, partitions, size),
         TopicSpec(INDEX_PROMOTED, partitions, size),
         TopicSpec(DOCUMENT_STATUS, partitions, compacted),
+        # One partition: a handful of records, read whole by every chunker, in order.
+        TopicSpec(INDEX_GENERATIONS, 1, {**size, "cleanup.policy": "compact"}),
         TopicSpec(
             QUERY_CONVERSATIONS,
             partitions,

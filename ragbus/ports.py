@@ -7,7 +7,7 @@ Services and their pure transforms import these; the real implementations live i
 import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypedDict
+from typing import Any, Literal, Protocol, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -59,27 +59,106 @@ class IndexInfo:
         return cls(alias, collection, generation_of(collection), points, documents)
 
 
+GenerationState = Literal["building", "serving", "kept"]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One complete index, built with one embedding model and one chunking, as the store
+    records it. `model` and `dimensions` are the vectors' (known once the first are stored);
+    `embed_model`, `chunk_tokens` and `overlap` are what it was planned with (None: the stages'
+    configured ones)."""
+
+    number: int
+    collection: str
+    state: GenerationState
+    plan_id: str
+    dimensions: int | None = None
+    model: str | None = None
+    embed_model: str | None = None
+    chunk_tokens: int | None = None
+    overlap: int | None = None
+    indexed: bool = False
+    """Its HNSW graph is built (searches before that are exact)."""
+    kept_since: int = 0
+    """When it stopped serving (ns since the epoch): the newest kept one is the rollback's."""
+
+
+class UnknownGeneration(ValueError):
+    """No such generation: never planned, or dropped since (events for it are moot)."""
+
+
+class GenerationBusy(RuntimeError):
+    """The generation's storage is closed while its HNSW graph is built: retry shortly."""
+
+
 class VectorStore(Protocol):
+    """Generations of one index under a serving name (`alias`). Every per-document call takes
+    the generation it works on; None means the serving one."""
+
     alias: str
 
-    def ensure_collection(self, dimensions: int, model: str | None = None) -> str:
-        """The serving collection, created on first use for vectors of `dimensions` from
-        `model`; raises ValueError for vectors it cannot hold (an index never mixes models)."""
+    def ensure_collection(
+        self, dimensions: int, model: str | None = None, generation: int | None = None
+    ) -> str:
+        """The generation's collection (the serving one, created as generation 1 on first
+        use), recording the `dimensions` and `model` of the first vectors it takes; raises
+        ValueError for vectors it cannot hold (an index never mixes models), and
+        `UnknownGeneration` for a generation it does not have."""
         ...
 
-    def upsert(self, points: Sequence[Point]) -> None: ...
+    def upsert(self, points: Sequence[Point], generation: int | None = None) -> None: ...
 
-    def count(self, document_id: str, version: str | None = None) -> int: ...
+    def count(
+        self, document_id: str, version: str | None = None, generation: int | None = None
+    ) -> int: ...
 
-    def promote(self, document_id: str, version: str) -> int | None: ...
+    def promote(
+        self, document_id: str, version: str, generation: int | None = None
+    ) -> int | None: ...
 
-    def delete_document(self, document_id: str, tenant_id: str) -> int: ...
+    def delete_document(
+        self, document_id: str, tenant_id: str, generation: int | None = None
+    ) -> int: ...
 
-    def search(self, request: SearchRequest) -> list[Hit]: ...
+    def search(self, request: SearchRequest, generation: int | None = None) -> list[Hit]: ...
 
     def generation(self) -> int: ...
 
-    def info(self, tenant_id: str | None = None) -> IndexInfo: ...
+    def info(self, tenant_id: str | None = None, generation: int | None = None) -> IndexInfo: ...
+
+    def generations(self) -> list[Generation]:
+        """Every generation the store keeps, oldest first."""
+        ...
+
+    def plan(
+        self, embed_model: str | None, chunk_tokens: int | None, overlap: int | None
+    ) -> Generation:
+        """A new generation to build beside the serving one (refused while one is building)."""
+        ...
+
+    def document_ids(self, generation: int) -> set[str]:
+        """The ids of the documents live in a generation."""
+        ...
+
+    def begin_build(self, generation: int) -> list[str] | None:
+        """Prepare the generation's HNSW build: the command that builds it in a process of its
+        own (its storage closed meanwhile: writes raise `GenerationBusy`), or None when the
+        store builds its graphs itself."""
+        ...
+
+    def end_build(self, generation: int) -> None:
+        """Reopen the generation after its build, recorded as indexed."""
+        ...
+
+    def swap(self, generation: int, keep: int) -> list[int]:
+        """Serve `generation` from now on, in one step; the one serving before is kept, and
+        the kept ones beyond the newest `keep` are dropped (their numbers returned)."""
+        ...
+
+    def drop(self, generation: int) -> None:
+        """Remove a generation that does not serve, storage and all."""
+        ...
 
     def close(self) -> None: ...
 
@@ -93,6 +172,17 @@ def mixed_models(collection: str, held: str | None, given: str | None) -> str | 
         f"collection {collection} holds vectors of model {held!r}, these are of {given!r}: "
         "an index never mixes embedding models"
     )
+
+
+def previous_generation(generations: Sequence[Generation]) -> Generation | None:
+    """The generation a rollback returns to: the one that served last before this one."""
+    kept = oldest_kept_first(generations)
+    return kept[-1] if kept else None
+
+
+def oldest_kept_first(generations: Sequence[Generation]) -> list[Generation]:
+    """The kept generations, the one that stopped serving longest ago first."""
+    return sorted((g for g in generations if g.state == "kept"), key=lambda g: g.kept_since)
 
 
 def generation_of(collection: str) -> int:

@@ -6,12 +6,17 @@ FakeStore runs the store contract of tests/ragbus/adapters/test_store.py beside 
 import hashlib
 import math
 import re
+import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
 from ragbus.ports import (
+    Generation,
+    GenerationState,
     Hit,
     IndexInfo,
     LlmError,
@@ -19,9 +24,10 @@ from ragbus.ports import (
     Point,
     RerankError,
     SearchRequest,
+    UnknownGeneration,
     Vectors,
-    generation_of,
     mixed_models,
+    oldest_kept_first,
 )
 from ragbus.sparse import SparseVector
 
@@ -44,41 +50,37 @@ class _Document:
         return {i for v in chosen if v in self.versions for i in self.versions[v][1]}
 
 
-class FakeStore:
-    """`VectorStore` in memory, with `QdrantStore`'s semantics: points are written not live
-    (live when their version is live already: a replayed batch), searches read live points
-    only, `promote` makes a version live and drops the document's other versions, unless a
-    version uploaded later is live already (then this one is dropped and None returned)."""
+class _Collection:
+    """One generation's points in memory, with `QdrantStore`'s semantics: points are written
+    not live (live when their version is live already: a replayed batch), searches read live
+    points only, `promote` makes a version live and drops the document's other versions,
+    unless a version uploaded later is live already (then this one is dropped and None
+    returned)."""
 
-    def __init__(self, alias: str = "ragbus") -> None:
-        self.alias = alias
-        self.dimensions: int | None = None
-        self.model: str | None = None
+    def __init__(self, generation: Generation) -> None:
+        self.record = generation
         self.points: dict[str, tuple[Point, bool]] = {}
         """Point id → (point, live)."""
         self.documents: dict[str, _Document] = {}
-        self.closed = False
 
-    def _collection(self) -> str:
-        return f"{self.alias}_g1" if self.dimensions is not None else ""
-
-    def ensure_collection(self, dimensions: int, model: str | None = None) -> str:
-        if self.dimensions is None:
-            self.dimensions, self.model = dimensions, model
-        elif self.dimensions != dimensions:
+    def ensure(self, dimensions: int, model: str | None) -> None:
+        record = self.record
+        if record.dimensions is None:
+            self.record = replace(record, dimensions=dimensions, model=model)
+        elif record.dimensions != dimensions:
             raise ValueError(
-                f"collection {self._collection()} holds {self.dimensions}-dim vectors, "
+                f"collection {record.collection} holds {record.dimensions}-dim vectors, "
                 f"model gives {dimensions}"
             )
-        elif reason := mixed_models(self._collection(), self.model, model):
+        elif reason := mixed_models(record.collection, record.model, model):
             raise ValueError(reason)
-        return self._collection()
 
     def upsert(self, points: Sequence[Point]) -> None:
-        if self.dimensions is None:
-            raise ValueError(f"no collection behind {self.alias!r}: call ensure_collection")
+        dimensions = self.record.dimensions
+        if dimensions is None:
+            raise ValueError(f"no collection {self.record.collection}: call ensure_collection")
         for point in points:
-            if len(point.vector) != self.dimensions:
+            if len(point.vector) != dimensions:
                 raise ValueError(f"point {point.id} has {len(point.vector)} dimensions")
         for point in points:
             payload = point.payload
@@ -163,23 +165,154 @@ class FakeStore:
             ranked = sorted(fused.values(), key=lambda pair: -pair[0])
         return [Hit(p.id, score, dict(p.payload)) for score, p in ranked[: request.limit]]
 
-    def generation(self) -> int:
-        return generation_of(self._collection())
 
-    def info(self, tenant_id: str | None = None) -> IndexInfo:
-        """Points (live or not) and documents of the collection, or of `tenant_id`'s."""
+class FakeStore:
+    """`VectorStore` in memory: generations of `_Collection`s, the serving one named by a
+    number swapped in one step. `points`, `documents`, `dimensions` and `model` are the serving
+    generation's."""
+
+    def __init__(self, alias: str = "ragbus") -> None:
+        self.alias = alias
+        self.collections: dict[int, _Collection] = {}
+        self.serving: int | None = None
+        self.next = 1
+        self.closed = False
+
+    def _of(self, generation: int | None) -> _Collection | None:
+        number = self.serving if generation is None else generation
+        if number is None:
+            return None
+        if number not in self.collections:
+            raise UnknownGeneration(f"index {self.alias!r} has no generation {number}")
+        return self.collections[number]
+
+    def _new(self, state: GenerationState, **planned: Any) -> _Collection:
+        number, self.next = self.next, self.next + 1
+        record = Generation(number, f"{self.alias}_g{number}", state, uuid.uuid4().hex, **planned)
+        self.collections[number] = _Collection(record)
+        return self.collections[number]
+
+    @property
+    def _serving(self) -> _Collection | None:
+        return self._of(None)
+
+    @property
+    def points(self) -> dict[str, tuple[Point, bool]]:
+        return self._serving.points if self._serving else {}
+
+    @property
+    def documents(self) -> dict[str, _Document]:
+        return self._serving.documents if self._serving else {}
+
+    @property
+    def dimensions(self) -> int | None:
+        return self._serving.record.dimensions if self._serving else None
+
+    @property
+    def model(self) -> str | None:
+        return self._serving.record.model if self._serving else None
+
+    def ensure_collection(
+        self, dimensions: int, model: str | None = None, generation: int | None = None
+    ) -> str:
+        if generation == 1 and self.serving is None:
+            generation = None  # the first generation is created serving by its first vectors
+        collection = self._of(generation)
+        if collection is None:
+            collection = self._new("serving")
+            self.serving = collection.record.number
+        collection.ensure(dimensions, model)
+        return collection.record.collection
+
+    def upsert(self, points: Sequence[Point], generation: int | None = None) -> None:
+        collection = self._of(generation)
+        if collection is None:
+            raise ValueError(f"no collection behind {self.alias!r}: call ensure_collection")
+        collection.upsert(points)
+
+    def count(
+        self, document_id: str, version: str | None = None, generation: int | None = None
+    ) -> int:
+        collection = self._of(generation)
+        return collection.count(document_id, version) if collection else 0
+
+    def promote(self, document_id: str, version: str, generation: int | None = None) -> int | None:
+        collection = self._of(generation)
+        return collection.promote(document_id, version) if collection else 0
+
+    def delete_document(
+        self, document_id: str, tenant_id: str, generation: int | None = None
+    ) -> int:
+        collection = self._of(generation)
+        return collection.delete_document(document_id, tenant_id) if collection else 0
+
+    def search(self, request: SearchRequest, generation: int | None = None) -> list[Hit]:
+        collection = self._of(generation)
+        return collection.search(request) if collection else []
+
+    def generation(self) -> int:
+        return self.serving or 0
+
+    def info(self, tenant_id: str | None = None, generation: int | None = None) -> IndexInfo:
+        """Points (live or not) and documents of a generation, or of `tenant_id`'s."""
+        collection = self._of(generation)
         chosen = [
             point
-            for point, _ in self.points.values()
+            for point, _ in (collection.points.values() if collection else [])
             if tenant_id is None or point.payload.get("tenant_id") == tenant_id
         ]
-        return IndexInfo(
-            alias=self.alias,
-            collection=self._collection(),
-            generation=self.generation(),
-            points=len(chosen),
-            documents=len({point.payload["document_id"] for point in chosen}),
+        name = collection.record.collection if collection else ""
+        return IndexInfo.of(
+            self.alias, name, len(chosen), len({p.payload["document_id"] for p in chosen})
         )
+
+    def generations(self) -> list[Generation]:
+        return [self.collections[number].record for number in sorted(self.collections)]
+
+    def plan(
+        self, embed_model: str | None, chunk_tokens: int | None, overlap: int | None
+    ) -> Generation:
+        if building := [g for g in self.generations() if g.state == "building"]:
+            raise ValueError(f"generation {building[0].number} is being built already")
+        return self._new(
+            "building", embed_model=embed_model, chunk_tokens=chunk_tokens, overlap=overlap
+        ).record
+
+    def document_ids(self, generation: int) -> set[str]:
+        collection = self._of(generation)
+        assert collection is not None
+        return {point.payload["document_id"] for point, live in collection.points.values() if live}
+
+    def begin_build(self, generation: int) -> list[str] | None:
+        self._of(generation)
+        return None
+
+    def end_build(self, generation: int) -> None:
+        collection = self._of(generation)
+        assert collection is not None
+        collection.record = replace(collection.record, indexed=True)
+
+    def swap(self, generation: int, keep: int) -> list[int]:
+        target = self._of(generation)
+        assert target is not None
+        if target.record.dimensions is None:
+            raise ValueError(f"generation {generation} holds nothing yet")
+        if self._serving is not None and self.serving != generation:
+            stopped = time.time_ns()
+            self._serving.record = replace(self._serving.record, state="kept", kept_since=stopped)
+        target.record = replace(target.record, state="serving")
+        self.serving = generation
+        kept = [g.number for g in oldest_kept_first(self.generations())]
+        dropped = kept[: max(0, len(kept) - keep)]
+        for number in dropped:
+            del self.collections[number]
+        return dropped
+
+    def drop(self, generation: int) -> None:
+        if generation == self.serving:
+            raise ValueError(f"generation {generation} serves: swap to another first")
+        self._of(generation)
+        del self.collections[generation]
 
     def close(self) -> None:
         self.closed = True

@@ -20,6 +20,10 @@ calls on one thread, and the services of one process share one store.
 
 import json
 import os
+import shutil
+import sys
+import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -58,7 +62,18 @@ from ragbus.adapters.store import (
     SPARSE,
     newest_versions,
 )
-from ragbus.ports import Hit, IndexInfo, Point, SearchRequest, generation_of, mixed_models
+from ragbus.ports import (
+    Generation,
+    GenerationBusy,
+    Hit,
+    IndexInfo,
+    Point,
+    SearchRequest,
+    UnknownGeneration,
+    generation_of,
+    mixed_models,
+    oldest_kept_first,
+)
 from ragbus.sparse import SparseVector as Sparse
 
 POINTER = "generations.json"
@@ -80,7 +95,7 @@ def match(key: str, value: str | bool) -> Any:
 
 
 class EdgeStore:
-    """`VectorStore` on Qdrant's engine, embedded."""
+    """`VectorStore` on Qdrant's engine, embedded: one shard directory per generation."""
 
     def __init__(self, root: Path, alias: str) -> None:
         self.root = root
@@ -89,9 +104,17 @@ class EdgeStore:
         pointer = self._read_pointer()
         self._serving: str | None = pointer.get("serving")
         self._generations: dict[str, dict[str, Any]] = pointer.get("generations", {})
-        self._shard: EdgeShard | None = (
-            EdgeShard.load(str(self.root / self._serving)) if self._serving else None
+        # Numbers are never reused: a chunker's consumer group is named after its generation.
+        self._next: int = pointer.get(
+            "next", 1 + max(map(generation_of, self._generations), default=0)
         )
+        for record in self._generations.values():
+            record.pop("sealed", None)  # a build cut short by a crash: the shard opens as it was
+        self._shards: dict[str, EdgeShard] = {
+            name: EdgeShard.load(str(self.root / name))
+            for name in self._generations
+            if (self.root / name).exists()
+        }
 
     def _read_pointer(self) -> dict[str, Any]:
         path = self.root / POINTER
@@ -106,46 +129,107 @@ class EdgeStore:
         scratch = path.with_suffix(".tmp")
         scratch.write_text(
             json.dumps(
-                {"alias": self.alias, "serving": self._serving, "generations": self._generations}
+                {
+                    "alias": self.alias,
+                    "serving": self._serving,
+                    "next": self._next,
+                    "generations": self._generations,
+                }
             )
         )
         os.replace(scratch, path)
 
-    def ensure_collection(self, dimensions: int, model: str | None = None) -> str:
-        """The serving generation, created (generation 1) on first use with the dimensions and
-        model it holds; vectors of other dimensions or another model are refused."""
-        if self._serving is not None:
-            recorded = self._generations[self._serving]
-            if recorded["dimensions"] != dimensions:
-                raise ValueError(
-                    f"collection {self._serving} holds {recorded['dimensions']}-dim vectors, "
-                    f"model gives {dimensions}"
-                )
-            if reason := mixed_models(self._serving, recorded.get("model"), model):
-                raise ValueError(reason)
+    def _name(self, generation: int | None) -> str | None:
+        """The collection of a generation (None: the serving one, None before there is one)."""
+        if generation is None:
             return self._serving
-        collection = f"{self.alias}_g1"
-        self._shard = _create_shard(self.root / collection, dimensions)
-        self._serving = collection
-        self._generations[collection] = {"dimensions": dimensions, "model": model}
+        name = f"{self.alias}_g{generation}"
+        if name not in self._generations:
+            raise UnknownGeneration(
+                f"index {self.alias!r} has no generation {generation} (dropped, or never planned)"
+            )
+        return name
+
+    def ensure_collection(
+        self, dimensions: int, model: str | None = None, generation: int | None = None
+    ) -> str:
+        """The generation's collection (generation 1 created on first use), its shard created
+        with the first vectors' dimensions and model; vectors of other dimensions or another
+        model are refused."""
+        if generation == 1 and self._serving is None:
+            generation = None  # the first generation is created serving by its first vectors
+        name = self._name(generation)
+        if name is None:
+            name = self._new_record("serving", None, None, None)["collection"]
+            self._serving = name
+        recorded = self._generations[name]
+        if recorded.get("dimensions") is None:
+            self._shards[name] = _create_shard(self.root / name, dimensions)
+            recorded.update(dimensions=dimensions, model=model)
+            self._write_pointer()
+            return name
+        if recorded["dimensions"] != dimensions:
+            raise ValueError(
+                f"collection {name} holds {recorded['dimensions']}-dim vectors, "
+                f"model gives {dimensions}"
+            )
+        if reason := mixed_models(name, recorded.get("model"), model):
+            raise ValueError(reason)
+        return name
+
+    def _new_record(
+        self,
+        state: str,
+        embed_model: str | None,
+        chunk_tokens: int | None,
+        overlap: int | None,
+    ) -> dict[str, Any]:
+        name = f"{self.alias}_g{self._next}"
+        self._next += 1
+        record = {
+            "collection": name,
+            "state": state,
+            "plan_id": uuid.uuid4().hex,
+            "embed_model": embed_model,
+            "chunk_tokens": chunk_tokens,
+            "overlap": overlap,
+        }
+        self._generations[name] = record
         self._write_pointer()
-        return collection
+        return record
+
+    def _shard_of(self, generation: int | None) -> EdgeShard | None:
+        name = self._name(generation)
+        if name is None or name not in self._generations:
+            return None
+        if name in self._building:
+            raise GenerationBusy(f"generation {generation} is closed while its HNSW graph is built")
+        return self._shards.get(name)
+
+    @property
+    def _building(self) -> set[str]:
+        return {name for name, record in self._generations.items() if record.get("sealed")}
+
+    def _shard(self, generation: int | None) -> EdgeShard:
+        shard = self._shard_of(generation)
+        if shard is None:
+            raise ValueError("the index has no collection yet: nothing was indexed")
+        return shard
 
     @property
     def shard(self) -> EdgeShard:
-        if self._shard is None:
-            raise ValueError("the index has no collection yet: nothing was indexed")
-        return self._shard
+        """The serving generation's shard."""
+        return self._shard(None)
 
-    def _ids(self, where: Filter) -> list[Any]:
-        records, _ = self.shard.scroll(
+    def _ids(self, shard: EdgeShard, where: Filter) -> list[Any]:
+        records, _ = shard.scroll(
             ScrollRequest(limit=MAX_DOCUMENT_POINTS, filter=where, with_payload=False)
         )
         return [record.id for record in records]
 
-    def _live_version(self, document_id: str) -> tuple[str, str] | None:
+    def _live_version(self, shard: EdgeShard, document_id: str) -> tuple[str, str] | None:
         """(version, upload time) of the document's live version, if one is live."""
-        records, _ = self.shard.scroll(
+        records, _ = shard.scroll(
             ScrollRequest(
                 limit=1,
                 filter=Filter(must=[match("document_id", document_id), match(LIVE, True)]),
@@ -157,11 +241,12 @@ class EdgeStore:
         payload = records[0].payload or {}
         return str(payload.get("version")), str(payload.get("uploaded_at", ""))
 
-    def upsert(self, points: Sequence[Point]) -> None:
+    def upsert(self, points: Sequence[Point], generation: int | None = None) -> None:
         """Write the points; the same ids overwrite, never duplicate. A point of a version that
         is already live (a redelivered batch) is written live, any other not live."""
+        shard = self._shard(generation)
         live = {
-            document_id: self._live_version(document_id)
+            document_id: self._live_version(shard, document_id)
             for document_id in {point.payload["document_id"] for point in points}
         }
 
@@ -169,7 +254,7 @@ class EdgeStore:
             served = live[point.payload["document_id"]]
             return served is not None and served[0] == point.payload["version"]
 
-        self.shard.update(
+        shard.update(
             UpdateOperation.upsert_points(
                 [
                     EdgePoint(
@@ -182,52 +267,60 @@ class EdgeStore:
             )
         )
 
-    def count(self, document_id: str, version: str | None = None) -> int:
+    def count(
+        self, document_id: str, version: str | None = None, generation: int | None = None
+    ) -> int:
         """A document's points (of one version), live or not."""
-        if self._shard is None:
+        shard = self._shard_of(generation)
+        if shard is None:
             return 0
         must = [match("document_id", document_id)]
         if version is not None:
             must.append(match("version", version))
-        return self.shard.count(CountRequest(filter=Filter(must=must)))
+        return shard.count(CountRequest(filter=Filter(must=must)))
 
-    def promote(self, document_id: str, version: str) -> int | None:
+    def promote(self, document_id: str, version: str, generation: int | None = None) -> int | None:
         """Make `version` the document's live one and remove every other version's points;
         return how many were removed. When a version uploaded later is live already (events met
         out of order), this one is stale: its points are removed and None is returned."""
-        if self._shard is None:
+        shard = self._shard_of(generation)
+        if shard is None:
             return 0
         document = match("document_id", document_id)
-        mine = self._ids(Filter(must=[document, match("version", version)]))
+        mine = self._ids(shard, Filter(must=[document, match("version", version)]))
         if not mine:
             return 0
-        served = self._live_version(document_id)
+        served = self._live_version(shard, document_id)
         if served is not None and served[0] != version:
-            records = self.shard.retrieve(list(mine[:1]), with_payload=True, with_vector=False)
+            records = shard.retrieve(list(mine[:1]), with_payload=True, with_vector=False)
             uploaded = str((records[0].payload or {}).get("uploaded_at", "")) if records else ""
             if served[1] > uploaded:
-                self.shard.update(UpdateOperation.delete_points(list(mine)))
+                shard.update(UpdateOperation.delete_points(list(mine)))
                 return None
-        stale = self._ids(Filter(must=[document], must_not=[match("version", version)]))
-        self.shard.update(UpdateOperation.set_payload(list(mine), {LIVE: True}))
+        stale = self._ids(shard, Filter(must=[document], must_not=[match("version", version)]))
+        shard.update(UpdateOperation.set_payload(list(mine), {LIVE: True}))
         if stale:
-            self.shard.update(UpdateOperation.delete_points(list(stale)))
+            shard.update(UpdateOperation.delete_points(list(stale)))
         return len(stale)
 
-    def delete_document(self, document_id: str, tenant_id: str) -> int:
+    def delete_document(
+        self, document_id: str, tenant_id: str, generation: int | None = None
+    ) -> int:
         """Remove every point of a tenant's document, of every version; return how many."""
-        if self._shard is None:
+        shard = self._shard_of(generation)
+        if shard is None:
             return 0
         where = Filter(must=[match("document_id", document_id), match("tenant_id", tenant_id)])
-        removed = self.shard.count(CountRequest(filter=where))
+        removed = shard.count(CountRequest(filter=where))
         if removed:
-            self.shard.update(UpdateOperation.delete_points_by_filter(where))
+            shard.update(UpdateOperation.delete_points_by_filter(where))
         return removed
 
-    def search(self, request: SearchRequest) -> list[Hit]:
+    def search(self, request: SearchRequest, generation: int | None = None) -> list[Hit]:
         """The tenant's best live chunks; `filters` match metadata fields exactly. The tenant
         filter sits on every ranking, so no other tenant's chunk enters a candidate list."""
-        if self._shard is None:
+        shard = self._shard_of(generation)
+        if shard is None:
             return []
         must = [match("tenant_id", request.tenant_id), match(LIVE, True)]
         must += [match(f"metadata.{key}", value) for key, value in request.filters.items()]
@@ -259,32 +352,131 @@ class EdgeStore:
                 params=params,
                 with_payload=True,
             )
-        scored = self.shard.query(query)
+        scored = shard.query(query)
         return newest_versions([Hit(str(p.id), p.score, p.payload or {}) for p in scored])
 
     def generation(self) -> int:
         """The generation the serving name points at (0 before the first one exists)."""
         return generation_of(self._serving or "")
 
-    def info(self, tenant_id: str | None = None) -> IndexInfo:
-        """The serving generation, with the points and documents it holds (of `tenant_id`)."""
-        collection = self._serving or ""
+    def info(self, tenant_id: str | None = None, generation: int | None = None) -> IndexInfo:
+        """A generation (the serving one), with the points and documents it holds (of
+        `tenant_id`)."""
+        collection = self._name(generation) or ""
         points = documents = 0
-        if self._shard is not None:
+        shard = self._shard_of(generation)
+        if shard is not None:
             where = Filter(must=[match("tenant_id", tenant_id)]) if tenant_id else None
-            points = self.shard.count(CountRequest(filter=where))
+            points = shard.count(CountRequest(filter=where))
             if points:
-                facet = self.shard.facet(
+                facet = shard.facet(
                     FacetRequest("document_id", limit=points, exact=True, filter=where)
                 )
                 documents = len(facet.hits)
         return IndexInfo.of(self.alias, collection, points, documents)
 
+    def generations(self) -> list[Generation]:
+        return sorted(
+            (_generation(name, record) for name, record in self._generations.items()),
+            key=lambda generation: generation.number,
+        )
+
+    def plan(
+        self, embed_model: str | None, chunk_tokens: int | None, overlap: int | None
+    ) -> Generation:
+        if building := [g for g in self.generations() if g.state == "building"]:
+            raise ValueError(
+                f"generation {building[0].number} is being built already: promote or drop it first"
+            )
+        record = self._new_record("building", embed_model, chunk_tokens, overlap)
+        return _generation(record["collection"], record)
+
+    def document_ids(self, generation: int) -> set[str]:
+        shard = self._shard_of(generation)
+        if shard is None:
+            return set()
+        where = Filter(must=[match(LIVE, True)])
+        live = shard.count(CountRequest(filter=where))
+        if not live:
+            return set()
+        facet = shard.facet(FacetRequest("document_id", limit=live, exact=True, filter=where))
+        return {str(hit.value) for hit in facet.hits}
+
+    def begin_build(self, generation: int) -> list[str] | None:
+        """Close the generation's shard for a build in another process: `optimize()` holds the
+        GIL for its whole run (77 s at 100k points), which would stall every query here."""
+        name = self._name(generation)
+        assert name is not None
+        shard = self._shards.pop(name, None)
+        if shard is None:
+            return None
+        shard.flush()
+        shard.close()
+        self._generations[name]["sealed"] = True
+        self._write_pointer()
+        return [sys.executable, "-m", "ragbus.adapters.edge_build", str(self.root / name)]
+
+    def end_build(self, generation: int) -> None:
+        name = self._name(generation)
+        assert name is not None
+        record = self._generations[name]
+        if record.pop("sealed", False):
+            self._shards[name] = EdgeShard.load(str(self.root / name))
+            record["indexed"] = True
+        self._write_pointer()
+
+    def swap(self, generation: int, keep: int) -> list[int]:
+        name = self._name(generation)
+        assert name is not None
+        if self._generations[name].get("dimensions") is None:
+            raise ValueError(f"generation {generation} holds nothing yet")
+        if self._serving is not None and self._serving != name:
+            self._generations[self._serving].update(state="kept", kept_since=time.time_ns())
+        self._generations[name]["state"] = "serving"
+        self._serving = name
+        kept = oldest_kept_first(self.generations())
+        dropped = [g.number for g in kept[: max(0, len(kept) - keep)]]
+        for number in dropped:
+            self._forget(number)
+        self._write_pointer()
+        return dropped
+
+    def drop(self, generation: int) -> None:
+        if self._name(generation) == self._serving:
+            raise ValueError(f"generation {generation} serves: swap to another first")
+        self._forget(generation)
+        self._write_pointer()
+
+    def _forget(self, generation: int) -> None:
+        name = self._name(generation)
+        assert name is not None
+        shard = self._shards.pop(name, None)
+        if shard is not None:
+            shard.close()
+        del self._generations[name]
+        shutil.rmtree(self.root / name, ignore_errors=True)
+
     def close(self) -> None:
-        if self._shard is not None:
-            self._shard.flush()
-            self._shard.close()
-            self._shard = None
+        for shard in self._shards.values():
+            shard.flush()
+            shard.close()
+        self._shards.clear()
+
+
+def _generation(name: str, record: dict[str, Any]) -> Generation:
+    return Generation(
+        number=generation_of(name),
+        collection=name,
+        state=record.get("state", "serving"),
+        plan_id=record.get("plan_id", name),
+        dimensions=record.get("dimensions"),
+        model=record.get("model"),
+        embed_model=record.get("embed_model"),
+        chunk_tokens=record.get("chunk_tokens"),
+        overlap=record.get("overlap"),
+        indexed=bool(record.get("indexed")),
+        kept_since=record.get("kept_since", 0),
+    )
 
 
 def _create_shard(path: Path, dimensions: int) -> EdgeShard:
@@ -308,17 +500,21 @@ def _sparse(vector: Sparse) -> SparseVector:
     return SparseVector(list(vector.indices), list(vector.values))
 
 
-def stored_points(root: Path, alias: str) -> list[tuple[str, dict[str, Any]]]:
-    """Every point of the serving generation with its payload, read from the storage itself
-    (for audits: the process that serves it must have stopped, one opener per directory)."""
+def stored_points(
+    root: Path, alias: str, generation: int | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """Every point of a generation (the serving one) with its payload, read from the storage
+    itself (for audits: the process that serves it must have stopped, one opener per
+    directory)."""
     store = EdgeStore(root, alias)
     try:
-        if store.generation() == 0:
+        shard = store._shard_of(generation)
+        if shard is None:
             return []
         points: list[tuple[str, dict[str, Any]]] = []
         offset = None
         while True:
-            records, offset = store.shard.scroll(
+            records, offset = shard.scroll(
                 ScrollRequest(offset=offset, limit=1000, with_payload=True)
             )
             points += [(str(record.id), record.payload or {}) for record in records]

@@ -4,6 +4,7 @@ FakeStore of tests/fakes.py (dense, sparse and fused search, tenants, filters,
 and the swap of document versions: written not live, promoted, replaced, deleted); then what
 only QdrantStore does (refusing storage an older ragbus wrote, finishing a cut-off promotion)."""
 
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -13,7 +14,14 @@ from qdrant_client import models as qm
 
 from ragbus.adapters.edge_store import EdgeStore
 from ragbus.adapters.store import REGISTRY_SUFFIX, QdrantStore
-from ragbus.ports import Hit, Point, SearchRequest, VectorStore
+from ragbus.ports import (
+    GenerationBusy,
+    Hit,
+    Point,
+    SearchRequest,
+    UnknownGeneration,
+    VectorStore,
+)
 from ragbus.sparse import encode_document, encode_query
 from tests.fakes import FakeStore
 
@@ -108,6 +116,105 @@ def _texts(store: VectorStore, document: str = "doc") -> list[str]:
 
 def _names(hits: list[Hit]) -> list[str]:
     return [hit.payload["document_id"] for hit in hits]
+
+
+# Generations: the contract, on every implementation.
+
+
+def _built(store: VectorStore, generation: int, texts: list[str], model: str = "m") -> None:
+    """Index one document version of `texts` into `generation` and make it live there."""
+    store.ensure_collection(4, model, generation=generation)
+    store.upsert(_version_points("doc", "v1", "2026-01-01T00:00:00", texts), generation=generation)
+    store.promote("doc", "v1", generation=generation)
+
+
+def test_a_planned_generation_is_built_beside_the_serving_one_then_swapped_in(new_store):
+    store = new_store()
+    _built(store, 1, ["old chunking"])
+    planned = store.plan("other-model", 64, 8)
+    assert (planned.number, planned.state, planned.chunk_tokens, planned.overlap) == (
+        2,
+        "building",
+        64,
+        8,
+    )
+    _built(store, 2, ["new", "chunking"], model="other-model")  # another model: its own index
+
+    assert _texts(store) == ["old chunking"]  # generation 2 does not serve yet
+    assert store.document_ids(2) == {"doc"} and store.info(generation=2).points == 2
+    assert store.swap(2, keep=1) == []
+    assert store.generation() == 2 and _texts(store) == ["chunking", "new"]
+    states = {g.number: (g.state, g.model) for g in store.generations()}
+    assert states == {1: ("kept", "m"), 2: ("serving", "other-model")}
+    with pytest.raises(ValueError, match="never mixes"):
+        store.ensure_collection(4, "m")  # the serving generation holds the other model now
+
+
+def test_a_rollback_is_a_swap_back_and_old_generations_beyond_keep_are_dropped(new_store):
+    store = new_store()
+    _built(store, 1, ["one"])
+    _built(store, store.plan(None, None, None).number, ["two"])
+    store.swap(2, keep=1)
+    store.swap(1, keep=1)  # the rollback
+    assert store.generation() == 1 and _texts(store) == ["one"]
+    _built(store, store.plan(None, None, None).number, ["three"])
+    assert store.swap(3, keep=1) == [2]  # 1 stays as the one to roll back to
+    assert [(g.number, g.state) for g in store.generations()] == [(1, "kept"), (3, "serving")]
+    with pytest.raises(UnknownGeneration):
+        store.upsert(_version_points("doc", "v1", "2026", ["late"]), generation=2)
+    assert store.plan(None, None, None).number == 4  # numbers are never given twice
+
+
+def test_one_generation_builds_at_a_time_and_the_serving_one_cannot_be_dropped(new_store):
+    store = new_store()
+    _built(store, 1, ["one"])
+    store.plan(None, None, None)
+    with pytest.raises(ValueError, match="being built"):
+        store.plan(None, None, None)
+    with pytest.raises(ValueError, match="serves"):
+        store.drop(1)
+    store.drop(2)
+    assert [g.number for g in store.generations()] == [1]
+
+
+def test_an_empty_generation_cannot_serve(new_store):
+    store = new_store()
+    _built(store, 1, ["one"])
+    planned = store.plan(None, None, None)
+    with pytest.raises(ValueError, match="holds nothing"):
+        store.swap(planned.number, keep=1)
+
+
+def test_generations_and_the_serving_one_survive_a_reopen(tmp_path):
+    store = EdgeStore(tmp_path, "ragbus")
+    _built(store, 1, ["one"])
+    _built(store, store.plan(None, 100, 10).number, ["two"])
+    store.swap(2, keep=1)
+    store.close()
+    reopened = EdgeStore(tmp_path, "ragbus")
+    try:
+        assert [(g.number, g.state, g.chunk_tokens) for g in reopened.generations()] == [
+            (1, "kept", None),
+            (2, "serving", 100),
+        ]
+        assert _texts(reopened) == ["two"]
+    finally:
+        reopened.close()
+
+
+def test_a_generation_is_indexed_in_a_process_of_its_own_while_writes_wait(tmp_path):
+    store = EdgeStore(tmp_path, "ragbus")
+    try:
+        _built(store, 1, ["one"])
+        command = store.begin_build(1)
+        assert command is not None
+        with pytest.raises(GenerationBusy):
+            store.upsert(_version_points("doc", "v2", "2026-02-01", ["later"]), generation=1)
+        subprocess.run(command, check=True, timeout=120)
+        store.end_build(1)
+        assert store.generations()[0].indexed and _texts(store) == ["one"]
+    finally:
+        store.close()
 
 
 # The contract: both implementations.
@@ -247,14 +354,16 @@ def test_a_promotion_cut_off_before_its_registry_update_completes_when_redone(st
     store.upsert(_version_points("doc", "v1", "2026-01-01T00:00:00", ["old one", "old two"]))
     store.promote("doc", "v1")
     store.upsert(_version_points("doc", "v2", "2026-01-02T00:00:00", ["new one"]))
-    before = store._registered(["doc"])["doc"]
+    before = store._registered(store.alias, ["doc"])["doc"]
     store.promote("doc", "v2")
-    store._register([before])  # as if the indexer died between the swap and the registry write
+    store._register(
+        store.alias, [before]
+    )  # as if the indexer died between the swap and the registry write
 
     assert store.promote("doc", "v2") == 0  # the old points are gone already
     assert _texts(store) == ["new one"]
     assert store.count("doc") == store.count("doc", "v2") == 1
-    assert store._registered(["doc"])["doc"].versions.keys() == {"v2"}
+    assert store._registered(store.alias, ["doc"])["doc"].versions.keys() == {"v2"}
 
 
 def test_a_collection_without_sparse_vectors_is_refused_with_a_reason(tmp_path):
