@@ -198,8 +198,10 @@ class Bus:
         error_type: str,
         attempts: int = 1,
         version: str | None = None,
+        report: bool = True,
     ) -> None:
-        """Keep a record the stage cannot process in its DLQ and mark its document FAILED."""
+        """Keep a record the stage cannot process in its DLQ and mark its document FAILED
+        (unless not to `report`: a record built for an index generation that does not serve)."""
         ids = _identity(record)
         value = record.value or b""
         letter = DeadLetter(
@@ -235,7 +237,7 @@ class Bus:
             reason,
             extra={"stage": self.stage, "topic": record.topic, "error": reason, **ids},
         )
-        if ids["document_id"] and ids["tenant_id"]:
+        if report and ids["document_id"] and ids["tenant_id"]:
             update = StatusUpdate(
                 document_id=ids["document_id"],
                 tenant_id=ids["tenant_id"],

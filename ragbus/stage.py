@@ -41,13 +41,18 @@ class Rejection:
     reason: str
     error_type: str
     version: str | None = None
+    quiet: bool = False
 
 
 @dataclass
 class Outcome:
-    """What a handler decided: events to publish, in order, and events to dead-letter."""
+    """What a handler decided: events to publish, in order, and events to dead-letter. A
+    `quiet` outcome (or a report about a `quiet` event: one built for an index generation that
+    does not serve) keeps its progress off `document.status`; its dead letters are kept all the
+    same, without marking the document FAILED."""
 
     stage: Stage
+    quiet: bool = False
     published: list[tuple[str, BaseModel]] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
 
@@ -58,13 +63,19 @@ class Outcome:
         """A status update about `about`'s document, published in its place among the events
         (a stage reports before its output, so updates reach `document.status` in order)."""
         update = status_update(about, self.stage, state, **fields)
-        self.publish(DOCUMENT_STATUS, update)
+        if not self._quiet(about):
+            self.publish(DOCUMENT_STATUS, update)
         return update
+
+    def _quiet(self, about: BaseModel) -> bool:
+        return self.quiet or bool(getattr(about, "quiet", False))
 
     def reject(
         self, event: BaseModel, reason: str, error_type: str, version: str | None = None
     ) -> None:
-        self.rejected.append(Rejection(event, reason, error_type, version))
+        self.rejected.append(
+            Rejection(event, reason, error_type, version, quiet=self._quiet(event))
+        )
 
 
 def deliveries(message: KafkaMessage) -> list[Delivery[Any]]:
@@ -86,6 +97,7 @@ def subscribe(
     title: str | None = None,
     max_poll_interval_ms: int = 5 * 60 * 1000,
     offset_reset: Literal["earliest", "latest"] = "earliest",
+    persistent: bool = True,
 ) -> BatchSubscriber:
     """A batch subscriber of `topic` whose handler takes `list[payload]` and the message.
 
@@ -93,7 +105,8 @@ def subscribe(
     every partition of the batch for a redelivery), partitions are assigned sticky, and a new
     group starts at the earliest record (`offset_reset`). Without one (every replica reads the
     whole topic, e.g. to fold a compacted topic), nothing is committed. An undecodable record is
-    dead-lettered through `bus`, or, without one, counted as invalid and skipped.
+    dead-lettered through `bus`, or, without one, counted as invalid and skipped. One made while
+    the broker runs is not `persistent`: its caller starts and stops it.
     """
     adapter: TypeAdapter[Any] = TypeAdapter(payload)
 
@@ -125,6 +138,7 @@ def subscribe(
         decoder=decode,
         title=title or f"{stage}:{topic}",
         description=description,
+        persistent=persistent,
         **grouped,
     )
     return subscriber
@@ -160,6 +174,7 @@ async def deliver(bus: Bus, outcome: Outcome, batch: Sequence[Delivery[Any]]) ->
             rejection.reason,
             rejection.error_type,
             version=rejection.version,
+            report=not rejection.quiet,
         )
 
 

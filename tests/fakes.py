@@ -179,7 +179,8 @@ class FakeStore:
         self.closed = False
 
     def _of(self, generation: int | None) -> _Collection | None:
-        number = self.serving if generation is None else generation
+        first = generation == 1 and self.serving is None  # created serving by its first vectors
+        number = self.serving if generation is None or first else generation
         if number is None:
             return None
         if number not in self.collections:
@@ -215,8 +216,6 @@ class FakeStore:
     def ensure_collection(
         self, dimensions: int, model: str | None = None, generation: int | None = None
     ) -> str:
-        if generation == 1 and self.serving is None:
-            generation = None  # the first generation is created serving by its first vectors
         collection = self._of(generation)
         if collection is None:
             collection = self._new("serving")

@@ -140,8 +140,9 @@ class EdgeStore:
         os.replace(scratch, path)
 
     def _name(self, generation: int | None) -> str | None:
-        """The collection of a generation (None: the serving one, None before there is one)."""
-        if generation is None:
+        """The collection of a generation (None: the serving one, None before there is one;
+        generation 1 before there is one is the first, created serving by its first vectors)."""
+        if generation is None or (generation == 1 and self._serving is None):
             return self._serving
         name = f"{self.alias}_g{generation}"
         if name not in self._generations:
@@ -156,8 +157,6 @@ class EdgeStore:
         """The generation's collection (generation 1 created on first use), its shard created
         with the first vectors' dimensions and model; vectors of other dimensions or another
         model are refused."""
-        if generation == 1 and self._serving is None:
-            generation = None  # the first generation is created serving by its first vectors
         name = self._name(generation)
         if name is None:
             name = self._new_record("serving", None, None, None)["collection"]

@@ -192,7 +192,7 @@ class QdrantStore:
     def _target(self, generation: int | None) -> str | None:
         """The collection a call works on: the alias (None before there is one), or a
         generation's own."""
-        if generation is None:
+        if generation is None or (generation == 1 and self._collection() is None):
             return self.alias if self._collection() is not None else None
         self._record(generation)
         name = f"{self.alias}_g{generation}"

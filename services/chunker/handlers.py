@@ -1,5 +1,9 @@
 """The chunker's rules: a `document.uploaded` event in, `chunks.ready` events out (tombstones
-passed on), an unreadable blob or document refused with its reason."""
+passed on), an unreadable blob or document refused with its reason.
+
+Each run is for one index generation (`GenerationPlan`; None: generation 1 before any plan
+was written): its outputs carry the generation and its embedding model, and a generation that
+does not serve is built quietly (no progress on `document.status`)."""
 
 import asyncio
 import time
@@ -10,6 +14,7 @@ from contracts.events import (
     DocumentDeleted,
     DocumentState,
     DocumentUploaded,
+    GenerationPlan,
     UploadOrDelete,
 )
 from contracts.ids import sha256_of, version_of
@@ -26,13 +31,29 @@ Split = Callable[[DocumentUploaded, bytes], list[ChunksReady]]
 """A document's chunks, in batches (raises `UnreadableDocument`)."""
 
 
-async def chunk_all(events: Sequence[UploadOrDelete], read: ReadBlob, split: Split) -> Outcome:
-    outcome = Outcome("chunker")
+async def chunk_all(
+    events: Sequence[UploadOrDelete],
+    read: ReadBlob,
+    split: Split,
+    plan: GenerationPlan | None = None,
+) -> Outcome:
+    generation = plan.generation if plan else 1
+    quiet = plan is not None and plan.state != "serving"
+    outcome = Outcome("chunker", quiet=quiet)
     for event in events:
         if isinstance(event, DocumentDeleted):
-            outcome.publish(CHUNKS_READY, event)
+            outcome.publish(CHUNKS_READY, event.model_copy(update={"generation": generation}))
         else:
             await chunk(event, read, split, outcome)
+    stamp = {
+        "generation": generation,
+        "quiet": quiet,
+        "embed_model": plan.embed_model if plan else None,
+    }
+    outcome.published = [
+        (topic, event.model_copy(update=stamp) if isinstance(event, ChunksReady) else event)
+        for topic, event in outcome.published
+    ]
     return outcome
 
 

@@ -4,6 +4,7 @@ from functools import cache
 
 from pydantic import AliasChoices, Field
 
+from contracts.events import GenerationPlan
 from ragbus.settings import BlobSettings, ServiceSettings
 
 from .parsers import Limits
@@ -38,11 +39,14 @@ class ChunkerSettings(ServiceSettings, BlobSettings):
     extract_memory_mb: int = Field(default=2048, ge=64, description="per worker process")
     extract_workers: int = Field(default=1, ge=1)
 
-    def split(self) -> dict[str, int]:
-        """The split's options, as `chunk_document` takes them."""
+    def split(self, plan: GenerationPlan | None = None) -> dict[str, int]:
+        """The split's options, as `chunk_document` takes them: a generation's plan overrides
+        the chunk size and overlap it names."""
+        chunk_tokens = plan.chunk_tokens if plan else None
+        overlap = plan.overlap if plan else None
         return {
-            "max_tokens": self.max_tokens,
-            "overlap_tokens": self.overlap_tokens,
+            "max_tokens": chunk_tokens if chunk_tokens is not None else self.max_tokens,
+            "overlap_tokens": overlap if overlap is not None else self.overlap_tokens,
             "chunks_per_event": self.chunks_per_event,
         }
 

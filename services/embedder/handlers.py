@@ -2,6 +2,8 @@
 
 A tombstone (`DocumentDeleted`) is passed on in its place among the outputs: the chunks before
 it are embedded and published first, so the indexer sees a document's events in their order.
+Chunks are embedded with the model of the generation they are built for (`embed_model`); one
+that is not available here is refused with the reason.
 """
 
 import asyncio
@@ -11,6 +13,7 @@ from collections.abc import Sequence
 from contracts.events import ChunksOrDelete, ChunksReady, DocumentDeleted, DocumentState
 from contracts.topics import CHUNKS_READY, VECTORS_READY
 from ragbus import metrics
+from ragbus.adapters.embedding import Embedders
 from ragbus.ports import EmbeddingBackend, EmbeddingUnavailable
 from ragbus.retry import retry
 from ragbus.stage import Outcome
@@ -18,20 +21,36 @@ from ragbus.stage import Outcome
 from .transform import attach_vectors, texts_of
 
 
-async def embed_all(events: Sequence[ChunksOrDelete], backend: EmbeddingBackend) -> Outcome:
+async def embed_all(events: Sequence[ChunksOrDelete], backends: Embedders) -> Outcome:
     """Embed the chunks of every event, in model batches that stop at each tombstone."""
     outcome = Outcome("embedder")
     pending: list[ChunksReady] = []
     for event in events:
         if isinstance(event, DocumentDeleted):
-            await embed(pending, backend, outcome)
+            await embed_by_model(pending, backends, outcome)
             pending = []
             outcome.publish(VECTORS_READY, event)
         else:
             metrics.MESSAGES.labels("embedder", CHUNKS_READY, "ok").inc()
             pending.append(event)
-    await embed(pending, backend, outcome)
+    await embed_by_model(pending, backends, outcome)
     return outcome
+
+
+async def embed_by_model(
+    events: Sequence[ChunksReady], backends: Embedders, outcome: Outcome
+) -> None:
+    """One model call per embedding model among `events` (each generation has one model, so
+    a generation's events keep their order)."""
+    for model in dict.fromkeys(event.embed_model for event in events):
+        chosen = [event for event in events if event.embed_model == model]
+        try:
+            backend = await asyncio.to_thread(backends.get, model)
+        except ValueError as exc:
+            for event in chosen:
+                outcome.reject(event, str(exc), "UnknownModel", event.version)
+            continue
+        await embed(chosen, backend, outcome)
 
 
 async def embed(events: Sequence[ChunksReady], backend: EmbeddingBackend, outcome: Outcome) -> None:

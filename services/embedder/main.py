@@ -1,15 +1,17 @@
 """Composition root of the embedder service."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import FastAPI
 
 from contracts.events import VectorsReady
 from contracts.topics import CHUNKS_READY, VECTORS_READY
-from ragbus.adapters.embedding import create_backend
+from ragbus.adapters.embedding import Embedders, create_backend
 from ragbus.bus import Bus, create_broker
 from ragbus.ports import EmbeddingBackend, EmbeddingUnavailable
 from ragbus.service import Hook, create_service_app
+from ragbus.settings import EmbedModel
 
 from .settings import EmbedderSettings, get_settings
 from .subscriber import GROUP, register
@@ -37,6 +39,10 @@ def create_app(settings: EmbedderSettings, adapters: EmbedderAdapters | None = N
             model=settings.embed_model,
         )
         owned.append(_closing(backend))
+    backends = Embedders(
+        backend, settings.embed_model, None if settings.tei_url else load(settings)
+    )
+    owned.append(_closing(backends))
     broker = create_broker(settings, "embedder")
     register(
         broker,
@@ -48,7 +54,7 @@ def create_app(settings: EmbedderSettings, adapters: EmbedderAdapters | None = N
             transient=(EmbeddingUnavailable,),
         ),
         settings,
-        backend,
+        backends,
     )
     return create_service_app(
         "embedder",
@@ -60,7 +66,18 @@ def create_app(settings: EmbedderSettings, adapters: EmbedderAdapters | None = N
     )
 
 
-def _closing(backend: EmbeddingBackend) -> Hook:
+def load(settings: EmbedderSettings) -> Callable[[EmbedModel], EmbeddingBackend]:
+    """How another in-process model is loaded: like the configured one."""
+
+    def make(model: EmbedModel) -> EmbeddingBackend:
+        return create_backend(
+            None, threads=settings.embed_threads, batch_size=settings.embed_batch_size, model=model
+        )
+
+    return make
+
+
+def _closing(backend: EmbeddingBackend | Embedders) -> Hook:
     async def close() -> None:
         backend.close()
 

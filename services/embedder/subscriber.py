@@ -7,8 +7,8 @@ from faststream.kafka.annotations import KafkaMessage
 
 from contracts.events import ChunksOrDelete
 from contracts.topics import CHUNKS_READY
+from ragbus.adapters.embedding import Embedders
 from ragbus.bus import Bus
-from ragbus.ports import EmbeddingBackend
 from ragbus.stage import handle, subscribe
 
 from .handlers import embed_all
@@ -18,10 +18,10 @@ GROUP = "ragbus-embedder"
 
 
 def register(
-    broker: KafkaBroker, bus: Bus, settings: EmbedderSettings, backend: EmbeddingBackend
+    broker: KafkaBroker, bus: Bus, settings: EmbedderSettings, backends: Embedders
 ) -> None:
     """Subscribe the embedder to `chunks.ready`, pulling several events per model batch."""
-    rule = partial(embed_all, backend=backend)
+    rule = partial(embed_all, backends=backends)
 
     @subscribe(
         broker,

@@ -27,7 +27,7 @@ def attach_vectors(
             for offset, chunk in enumerate(event.chunks)
         ]
         row += len(chunks)
-        fields = event.model_dump(exclude={"chunks", "event_id", "occurred_at"})
+        fields = event.model_dump(exclude={"chunks", "embed_model", "event_id", "occurred_at"})
         out.append(
             VectorsReady(**fields, model=model, dimensions=int(vectors.shape[1]), chunks=chunks)
         )

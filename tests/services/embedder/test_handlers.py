@@ -17,6 +17,7 @@ from contracts.events import (
 )
 from contracts.topics import DOCUMENT_STATUS, VECTORS_READY
 from contracts.vectors import unpack
+from ragbus.adapters.embedding import Embedders
 from ragbus.ports import EmbeddingUnavailable, Vectors
 from services.embedder.handlers import embed_all
 from tests.events import deleted, kinds
@@ -60,7 +61,7 @@ def backend() -> FakeEmbedder:
 async def test_each_chunks_ready_becomes_one_vectors_ready_with_its_vectors_in_order(backend):
     events = [chunks_ready("a", [0, 1, 2], total=3), chunks_ready("b", [0, 1], total=2)]
 
-    outcome = await embed_all(events, backend)
+    outcome = await embed_all(events, Embedders(backend))
 
     outputs = [event for topic, event in outcome.published if topic == VECTORS_READY]
     assert [(o.document_id, o.batch) for o in outputs] == [("a", 0), ("b", 0)]
@@ -89,7 +90,7 @@ async def test_indexing_is_reported_before_the_vectors_and_for_batch_zero_only(b
         chunks_ready("b", [0], total=1, batch=0),
     ]
 
-    outcome = await embed_all(events, backend)
+    outcome = await embed_all(events, Embedders(backend))
 
     assert kinds(outcome.published) == [
         (DOCUMENT_STATUS, "a", "INDEXING"),
@@ -109,7 +110,7 @@ async def test_indexing_is_reported_before_the_vectors_and_for_batch_zero_only(b
 
 
 async def test_a_later_batch_alone_reports_nothing(backend):
-    outcome = await embed_all([chunks_ready("a", [2], total=3, batch=1)], backend)
+    outcome = await embed_all([chunks_ready("a", [2], total=3, batch=1)], Embedders(backend))
     assert kinds(outcome.published) == [(VECTORS_READY, "a", "batch 1")]
 
 
@@ -156,7 +157,7 @@ async def test_a_later_batch_alone_reports_nothing(backend):
 async def test_a_tombstone_keeps_its_place_among_the_outputs(
     backend, events, expected, model_calls
 ):
-    outcome = await embed_all(events, backend)
+    outcome = await embed_all(events, Embedders(backend))
 
     assert kinds(outcome.published) == expected
     assert backend.calls == model_calls
@@ -182,7 +183,7 @@ class FlakyEmbedder(FakeEmbedder):
 async def test_an_unavailable_backend_is_retried():
     backend = FlakyEmbedder(failures=1)
 
-    outcome = await embed_all([chunks_ready("a", [0, 1], total=2)], backend)
+    outcome = await embed_all([chunks_ready("a", [0, 1], total=2)], Embedders(backend))
 
     assert backend.attempts == 2
     assert kinds(outcome.published) == [
@@ -195,7 +196,7 @@ async def test_a_permanent_backend_error_is_not_retried_and_propagates(backend):
     backend.failure = ValueError("request rejected: input too long")
 
     with pytest.raises(ValueError, match="input too long"):
-        await embed_all([chunks_ready("a", [0], total=1)], backend)
+        await embed_all([chunks_ready("a", [0], total=1)], Embedders(backend))
 
 
 class ShortEmbedder(FakeEmbedder):
@@ -207,4 +208,5 @@ class ShortEmbedder(FakeEmbedder):
 
 async def test_a_backend_returning_the_wrong_number_of_vectors_fails_the_batch():
     with pytest.raises(ValueError, match="2 vectors for 3 chunks"):
-        await embed_all([chunks_ready("a", [0, 1, 2], total=3)], ShortEmbedder(dimensions=DIMS))
+        short = Embedders(ShortEmbedder(dimensions=DIMS))
+        await embed_all([chunks_ready("a", [0, 1, 2], total=3)], short)

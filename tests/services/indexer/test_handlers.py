@@ -36,21 +36,21 @@ class RecordingStore(FakeStore):
             self.flaky.discard(name)
             raise ConnectionError(f"store unreachable during {name}")
 
-    def upsert(self, points):
+    def upsert(self, points, generation=None):
         self._called("upsert")
-        super().upsert(points)
+        super().upsert(points, generation)
 
-    def count(self, document_id, version=None):
+    def count(self, document_id, version=None, generation=None):
         self._called("count")
-        return super().count(document_id, version)
+        return super().count(document_id, version, generation)
 
-    def promote(self, document_id, version):
+    def promote(self, document_id, version, generation=None):
         self._called("promote")
-        return super().promote(document_id, version)
+        return super().promote(document_id, version, generation)
 
-    def delete_document(self, document_id, tenant_id):
+    def delete_document(self, document_id, tenant_id, generation=None):
         self._called("delete_document")
-        return super().delete_document(document_id, tenant_id)
+        return super().delete_document(document_id, tenant_id, generation)
 
 
 @pytest.fixture
@@ -258,7 +258,7 @@ async def test_a_transient_store_error_is_retried(operation):
 
 async def test_a_permanent_store_error_propagates_for_a_redelivery():
     class BrokenStore(FakeStore):
-        def upsert(self, points):
+        def upsert(self, points, generation=None):
             raise RuntimeError("disk full")
 
     runner = StoreRunner(BrokenStore())
