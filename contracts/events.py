@@ -169,6 +169,7 @@ class IndexSwapped(Versioned):
     collection: str
     generation: int = Field(ge=1)
     previous: int = Field(ge=0, description="the generation that served before")
+    model: str | None = Field(default=None, description="the embedding model it was built with")
 
 
 GenerationState = Literal["building", "serving", "kept", "retired"]

@@ -17,6 +17,7 @@ def to_points(event: VectorsReady) -> list[Point]:
         "title": event.title,
         "metadata": event.metadata,
         "uploaded_at": event.uploaded_at.isoformat(),
+        "generation": event.generation,
     }
     return [
         Point(

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI
 
-from contracts.events import IndexPromoted
-from ragbus.adapters.embedding import create_backend
+from contracts.events import IndexPromoted, IndexSwapped
+from ragbus.adapters.embedding import Embedders, create_backend
 from ragbus.adapters.llm import OpenAiChat
 from ragbus.adapters.rerank import TeiReranker
 from ragbus.adapters.store import StoreRunner
@@ -16,6 +16,7 @@ from ragbus.adapters.stores import open_store
 from ragbus.bus import create_broker
 from ragbus.ports import ChatModel, EmbeddingBackend, Reranker
 from ragbus.service import Hook, create_service_app
+from ragbus.settings import EmbedModel
 
 from . import completions, routes
 from .cache import AnswerCache
@@ -82,10 +83,15 @@ def create_app(settings: QuerySettings, adapters: QueryAdapters | None = None) -
         reranker = TeiReranker(settings.rerank_url)
         owned.append(reranker.close)
     broker = create_broker(settings, "query")
+    # Behind TEI only the model it serves is available.
+    make = None if settings.tei_url else _loader(settings)
+    embedders = Embedders(embedder, settings.embed_model, make)
+    owned.append(_closing(embedders))
     deps = QueryDeps(
         settings=settings,
         store=runner,
         embedder=embedder,
+        embedders=embedders,
         llm=llm,
         reranker=reranker,
         cache=AnswerCache[CachedAnswer](
@@ -94,13 +100,16 @@ def create_app(settings: QuerySettings, adapters: QueryAdapters | None = None) -
     )
     conversations = ConversationLog(broker, max_turns=settings.history_turns)
 
-    def follow_generation(event: IndexPromoted) -> None:
-        deps.generation = event.generation
+    def follow_generation(event: IndexPromoted | IndexSwapped) -> None:
+        if isinstance(event, IndexSwapped):
+            deps.generation, deps.model, deps.stale = event.generation, event.model, False
+        elif event.generation != deps.generation:
+            deps.stale = True  # read the generation and its model from the store again
 
     replay = register(broker, deps.cache, conversations, follow_generation)
 
     async def read_generation() -> None:
-        deps.generation = await runner.run(runner.store.generation)
+        await deps.follow_store()
 
     async def replay_conversations() -> None:
         await replay.wait(settings.replay_timeout_s)
@@ -119,7 +128,14 @@ def create_app(settings: QuerySettings, adapters: QueryAdapters | None = None) -
     )
 
 
-def _closing(embedder: EmbeddingBackend) -> Hook:
+def _loader(settings: QuerySettings) -> Callable[[EmbedModel], EmbeddingBackend]:
+    def make(model: EmbedModel) -> EmbeddingBackend:
+        return create_backend(None, threads=settings.embed_threads, batch_size=1, model=model)
+
+    return make
+
+
+def _closing(embedder: EmbeddingBackend | Embedders) -> Hook:
     async def close() -> None:
         await asyncio.to_thread(embedder.close)
 

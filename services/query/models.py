@@ -35,6 +35,7 @@ class Citation(BaseModel):
     source: str
     score: float
     text: str
+    generation: int | None = Field(default=None, description="the index generation it is from")
 
 
 class RerankInfo(BaseModel):
@@ -45,6 +46,7 @@ class RerankInfo(BaseModel):
 class Retrieval(BaseModel):
     """SSE `retrieval`: the passages the answer may cite, numbered as the model sees them."""
 
+    generation: int = Field(description="the index generation searched")
     mode: Mode
     question: str = Field(description="the question retrieval used (rewritten for follow-ups)")
     rerank: RerankInfo
@@ -76,6 +78,7 @@ class QueryResponse(BaseModel):
     citations: list[Citation] = Field(description="every retrieved passage, numbered")
     cited: list[int] = Field(description="the numbers the answer cites")
     question: str
+    generation: int = Field(description="the index generation searched")
     mode: Mode
     rerank: RerankInfo
     model: str | None

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from ragbus import metrics
+from ragbus.adapters.embedding import Embedders
 from ragbus.adapters.llm import complete
 from ragbus.adapters.store import StoreRunner
 from ragbus.ports import (
@@ -24,6 +25,7 @@ from ragbus.ports import (
     Reranker,
     RerankError,
     SearchRequest,
+    UnknownGeneration,
 )
 from ragbus.sparse import encode_query
 
@@ -70,8 +72,25 @@ class QueryDeps:
     llm: ChatModel | None
     reranker: Reranker | None
     cache: AnswerCache[CachedAnswer]
+    embedders: Embedders | None = None
+    """Backends by model (None: `embedder` alone)."""
     generation: int = 0
     """The serving generation (a cache-key part), followed through `index.promoted`."""
+    model: str | None = None
+    """The embedding model of the serving generation: questions are embedded with it."""
+    stale: bool = True
+    """Whether `generation` and `model` must be read from the store again."""
+
+    def backend(self, model: str | None) -> EmbeddingBackend:
+        return self.embedders.get(model) if self.embedders else self.embedder
+
+    async def follow_store(self) -> None:
+        """Read the serving generation and its model from the store."""
+        generations = await self.store.run(self.store.store.generations)
+        serving = next((g for g in generations if g.state == "serving"), None)
+        self.generation = serving.number if serving else 0
+        self.model = serving.model if serving else None
+        self.stale = False
 
 
 class _Clock:
@@ -98,6 +117,8 @@ async def answer(
     clock = _Clock()
     outcome = "error"
     try:
+        if deps.stale:
+            await deps.follow_store()
         question = request.question
         if history:
             question = await _standalone(deps, history, request.question, clock)
@@ -191,6 +212,7 @@ async def _fresh(
         clock.lap("rerank", since)
     passages = citations_of(hits[: request.top_k])
     yield Retrieval(
+        generation=deps.generation,
         mode=request.mode,
         question=question,
         rerank=rerank_info,
@@ -220,15 +242,39 @@ async def _search(
     limit: int,
     clock: _Clock,
 ) -> list[Hit]:
+    """The hits of the serving generation, the question embedded with its model; a generation
+    dropped meanwhile (a later swap) is followed to the one serving now, once."""
+    for attempt in (1, 2):
+        if deps.stale:
+            await deps.follow_store()
+        try:
+            return await _search_generation(deps, tenant_id, request, question, limit, clock)
+        except UnknownGeneration:
+            deps.stale = True
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _search_generation(
+    deps: QueryDeps,
+    tenant_id: str,
+    request: QueryRequest,
+    question: str,
+    limit: int,
+    clock: _Clock,
+) -> list[Hit]:
     since = time.perf_counter()
+    generation = deps.generation or None
     dense = None
     if request.mode in ("dense", "hybrid"):
-        dense = (await asyncio.to_thread(deps.embedder.embed, [question]))[0].tolist()
+        backend = await asyncio.to_thread(deps.backend, deps.model)  # a model loads once
+        dense = (await asyncio.to_thread(backend.embed, [question]))[0].tolist()
         since = clock.lap("embed", since)
     sparse = encode_query(question) if request.mode in ("sparse", "hybrid") else None
     search = SearchRequest(tenant_id, limit, dense, sparse, dict(request.filters))
     store = deps.store
-    hits = await store.run(lambda: store.store.search(search))
+    hits = await store.run(lambda: store.store.search(search, generation))
     clock.lap("retrieve", since)
     return hits
 

@@ -65,6 +65,7 @@ async def query(
                 citations=retrieval.passages,
                 cited=[citation.n for citation in event.citations],
                 question=retrieval.question,
+                generation=retrieval.generation,
                 mode=retrieval.mode,
                 rerank=retrieval.rerank,
                 model=event.model,

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from contracts.events import (
     Conversation,
     IndexPromoted,
+    IndexSwapped,
     PromotedOrDelete,
 )
 from contracts.topics import INDEX_PROMOTED, QUERY_CONVERSATIONS
@@ -114,11 +115,11 @@ def register(
     broker: KafkaBroker,
     cache: AnswerCache[Any],
     conversations: ConversationLog,
-    on_promoted: Callable[[IndexPromoted], None] = lambda event: None,
+    on_promoted: Callable[[IndexPromoted | IndexSwapped], None] = lambda event: None,
 ) -> Replay:
     """Subscribe the query service to `index.promoted` and `query.conversations`; the returned
-    `Replay` says when both are in place after a start. `on_promoted` sees every promotion (the
-    service follows the serving generation with it)."""
+    `Replay` says when both are in place after a start. `on_promoted` sees every promotion and
+    swap (the service follows the serving generation with it)."""
     promotions = subscribe(
         broker,
         INDEX_PROMOTED,
@@ -138,7 +139,7 @@ def register(
         # Any record here means the index changed, so even one that cannot be read clears.
         dropped = cache.clear()
         for event in events:
-            if isinstance(event, IndexPromoted):
+            if isinstance(event, IndexPromoted | IndexSwapped):
                 on_promoted(event)
             metrics.MESSAGES.labels(STAGE, INDEX_PROMOTED, "ok").inc()
             log.info(
@@ -146,9 +147,8 @@ def register(
                 type(event).__name__,
                 dropped,
                 extra={
-                    "document_id": event.document_id,
-                    "tenant_id": event.tenant_id,
-                    "trace_id": event.trace_id,
+                    field: getattr(event, field, None)
+                    for field in ("document_id", "tenant_id", "trace_id", "generation")
                 },
             )
 

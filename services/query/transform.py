@@ -63,6 +63,7 @@ def citations_of(hits: Sequence[Hit]) -> list[Citation]:
             source=hit.payload.get("source", ""),
             score=hit.score,
             text=hit.payload.get("text", ""),
+            generation=hit.payload.get("generation"),
         )
         for n, hit in enumerate(hits, start=1)
     ]

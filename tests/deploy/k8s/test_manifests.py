@@ -139,7 +139,8 @@ def subscriptions() -> dict[str, tuple[str, str]]:
         stand_in = SimpleNamespace(store=None)
         module.register(broker, Bus(broker, stage), settings_class(stage)(), stand_in)
         subscriber: Any
-        (subscriber,) = broker.subscribers
+        # The grouped one (the chunker also follows index.generations, in every replica).
+        (subscriber,) = [each for each in broker.subscribers if each.group_id]
         (topic,) = subscriber.topic_names
         found[stage] = (subscriber.group_id, topic)
     return found

@@ -196,7 +196,7 @@ async def test_a_language_model_failure_ends_the_stream_with_a_generate_failure(
 
 
 class BrokenStore(FakeStore):
-    def search(self, request):
+    def search(self, request, generation=None):
         raise ConnectionError("qdrant unreachable")
 
 
