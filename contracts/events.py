@@ -14,6 +14,8 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
+from contracts.topics import CONSUMER_GROUPS
+
 SCHEMA_VERSION = "1.0"
 SCHEMA_MAJOR = SCHEMA_VERSION.split(".")[0]
 
@@ -202,7 +204,7 @@ class GenerationPlan(Versioned):
         """The chunker's consumer group for this generation (generation 1 keeps the chunker's
         original group, so an existing deployment resumes where it was)."""
         if self.generation == 1:
-            return "ragbus-chunker"
+            return CONSUMER_GROUPS["chunker"]
         return f"ragbus-chunker-g{self.generation}-{self.plan_id[:12]}"
 
 

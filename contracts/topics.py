@@ -16,6 +16,14 @@ QUERY_CONVERSATIONS = "query.conversations"
 
 DEFAULT_PARTITIONS = 12
 
+# Each stage's consumer group (generation 1's, for the chunker: `events.GenerationPlan`); what
+# KEDA scales on, and what a rebuild's gate reads the lag of.
+CONSUMER_GROUPS = {
+    "chunker": "ragbus-chunker",
+    "embedder": "ragbus-embedder",
+    "indexer": "ragbus-indexer",
+}
+
 
 def dlq(topic: str) -> str:
     """The dead-letter topic of the consumers of `topic`."""

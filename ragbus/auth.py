@@ -51,3 +51,17 @@ def tenant_of(
 
 
 Tenant = Annotated[str, Depends(tenant_of)]
+
+
+def operator_of(request: Request, tenant: Tenant) -> str:
+    """The caller's tenant, when it may operate the index (`RAGBUS_OPERATOR_TENANTS`)."""
+    allowed = {t.strip() for t in request.app.state.settings.operator_tenants.split(",")}
+    if tenant not in allowed:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"tenant {tenant!r} may not operate the index (RAGBUS_OPERATOR_TENANTS)",
+        )
+    return tenant
+
+
+Operator = Annotated[str, Depends(operator_of)]

@@ -141,6 +141,10 @@ class VectorStore(Protocol):
         """The ids of the documents live in a generation."""
         ...
 
+    def sample(self, generation: int | None, documents: int) -> list[Hit]:
+        """A live point of each of up to `documents` documents of a generation (canaries)."""
+        ...
+
     def begin_build(self, generation: int) -> list[str] | None:
         """Prepare the generation's HNSW build: the command that builds it in a process of its
         own (its storage closed meanwhile: writes raise `GenerationBusy`), or None when the

@@ -57,6 +57,11 @@ class HttpSettings(RagbusSettings):
     rate_limit_burst: int = Field(
         default=200, ge=1, description="requests a key may make at once before the rate applies"
     )
+    operator_tenants: str = Field(
+        default=DEFAULT_TENANT,
+        description="comma-separated tenants whose keys may rebuild, swap and roll back the "
+        "index (every tenant's data is in it)",
+    )
 
     @model_validator(mode="after")
     def _loopback_without_keys(self) -> Self:

@@ -282,6 +282,15 @@ class FakeStore:
         assert collection is not None
         return {point.payload["document_id"] for point, live in collection.points.values() if live}
 
+    def sample(self, generation: int | None, documents: int) -> list[Hit]:
+        collection = self._of(generation)
+        first: dict[str, Hit] = {}
+        for point, live in collection.points.values() if collection else []:
+            if live:
+                hit = Hit(point.id, 1.0, dict(point.payload))
+                first.setdefault(point.payload["document_id"], hit)
+        return list(first.values())[:documents]
+
     def begin_build(self, generation: int) -> list[str] | None:
         self._of(generation)
         return None

@@ -84,6 +84,8 @@ RRF_K = 2
 HNSW_EF = 256
 # Per-document lookups never need more; a document has at most this many chunks per version.
 MAX_DOCUMENT_POINTS = 100_000
+# Points read per document wanted by `sample` (documents have several chunks each).
+SAMPLED_PER_DOCUMENT = 20
 
 
 def match(key: str, value: str | bool) -> Any:
@@ -401,6 +403,19 @@ class EdgeStore:
         facet = shard.facet(FacetRequest("document_id", limit=live, exact=True, filter=where))
         return {str(hit.value) for hit in facet.hits}
 
+    def sample(self, generation: int | None, documents: int) -> list[Hit]:
+        shard = self._shard_of(generation)
+        if shard is None:
+            return []
+        records, _ = shard.scroll(
+            ScrollRequest(
+                limit=documents * SAMPLED_PER_DOCUMENT,
+                filter=Filter(must=[match(LIVE, True)]),
+                with_payload=True,
+            )
+        )
+        return _one_per_document([Hit(str(r.id), 1.0, r.payload or {}) for r in records], documents)
+
     def begin_build(self, generation: int) -> list[str] | None:
         """Close the generation's shard for a build in another process: `optimize()` holds the
         GIL for its whole run (77 s at 100k points), which would stall every query here."""
@@ -460,6 +475,11 @@ class EdgeStore:
             shard.flush()
             shard.close()
         self._shards.clear()
+
+
+def _one_per_document(hits: list[Hit], documents: int) -> list[Hit]:
+    first = {str(hit.payload.get("document_id")): hit for hit in reversed(hits)}
+    return list(first.values())[:documents]
 
 
 def _generation(name: str, record: dict[str, Any]) -> Generation:

@@ -563,6 +563,22 @@ class QdrantStore:
         )
         return {str(hit.value) for hit in facet.hits}
 
+    def sample(self, generation: int | None, documents: int) -> list[Hit]:
+        target = self._target(generation)
+        if target is None:
+            return []
+        records, _ = self.client.scroll(
+            target,
+            scroll_filter=qm.Filter(must=[_match(LIVE, True)]),
+            limit=documents * 20,
+            with_payload=True,
+        )
+        first: dict[str, Hit] = {}
+        for record in records:
+            payload = record.payload or {}
+            first.setdefault(str(payload.get("document_id")), Hit(str(record.id), 1.0, payload))
+        return list(first.values())[:documents]
+
     def begin_build(self, generation: int) -> list[str] | None:
         """A server optimizes its collections itself: nothing to run."""
         self._target(generation)

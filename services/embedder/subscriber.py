@@ -6,7 +6,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from contracts.events import ChunksOrDelete
-from contracts.topics import CHUNKS_READY
+from contracts.topics import CHUNKS_READY, CONSUMER_GROUPS
 from ragbus.adapters.embedding import Embedders
 from ragbus.bus import Bus
 from ragbus.stage import handle, subscribe
@@ -14,7 +14,7 @@ from ragbus.stage import handle, subscribe
 from .handlers import embed_all
 from .settings import EmbedderSettings
 
-GROUP = "ragbus-embedder"
+GROUP = CONSUMER_GROUPS["embedder"]
 
 
 def register(

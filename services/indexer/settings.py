@@ -12,6 +12,9 @@ class IndexerSettings(ServiceSettings, StoreSettings):
 
     port: int = Field(default=8084, validation_alias=AliasChoices("RAGBUS_INDEXER_PORT"))
     max_events_per_batch: int = Field(default=16, ge=1)
+    keep_generations: int = Field(
+        default=1, ge=0, description="generations kept after a swap, to roll back to"
+    )
 
 
 @cache

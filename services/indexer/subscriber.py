@@ -6,7 +6,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from contracts.events import VectorsOrDelete
-from contracts.topics import VECTORS_READY
+from contracts.topics import CONSUMER_GROUPS, VECTORS_READY
 from ragbus.adapters.store import StoreRunner
 from ragbus.bus import Bus
 from ragbus.stage import handle, subscribe
@@ -14,7 +14,7 @@ from ragbus.stage import handle, subscribe
 from .handlers import index
 from .settings import IndexerSettings
 
-GROUP = "ragbus-indexer"
+GROUP = CONSUMER_GROUPS["indexer"]
 
 
 def register(broker: KafkaBroker, bus: Bus, settings: IndexerSettings, runner: StoreRunner) -> None:
