@@ -173,6 +173,10 @@ class IndexSwapped(Versioned):
     previous: int = Field(ge=0, description="the generation that served before")
     model: str | None = Field(default=None, description="the embedding model it was built with")
 
+    @property
+    def key(self) -> str:
+        return self.alias
+
 
 GenerationState = Literal["building", "serving", "kept", "retired"]
 

@@ -343,9 +343,15 @@ def _payload(value: bytes) -> dict[str, str]:
 
 
 def _key(event: BaseModel) -> bytes:
-    """Messages are keyed by document id, so one document's events stay on one partition."""
-    document_id = getattr(event, "document_id", None) or getattr(event, "event_id", "")
-    return str(document_id).encode()
+    """Messages are keyed by document id, so one document's events stay on one partition; a
+    record about no document by its own `key` (a generation plan: compaction keeps one per
+    generation), else its event id."""
+    key = (
+        getattr(event, "document_id", None)
+        or getattr(event, "key", None)
+        or getattr(event, "event_id", "")
+    )
+    return str(key).encode()
 
 
 def _field(record: Record, name: str) -> str | None:

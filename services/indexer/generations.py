@@ -121,7 +121,7 @@ class Generations:
                 f"{len(report.missing)} of {len(serving)} live documents are not in generation "
                 f"{generation} yet (or failed there: see the dead letters)"
             )
-        report.canaries, report.canaries_answered = await self._canaries(generation)
+        report.canaries, report.canaries_answered = await self._canaries(generation, built)
         if report.canaries and report.canaries_answered < CANARY_PASS * report.canaries:
             report.reasons.append(
                 f"generation {generation} answered {report.canaries_answered} of "
@@ -139,11 +139,13 @@ class Generations:
         async with LagReader(self.bootstrap, client_id="ragbus-gate") as reader:
             return {group: (await reader.read(group, topic)).total for group, topic in groups}
 
-    async def _canaries(self, generation: int) -> tuple[int, int]:
+    async def _canaries(self, generation: int, built: set[str]) -> tuple[int, int]:
         """(asked, answered): a passage of each of up to CANARIES documents of the serving
-        generation, searched in `generation` by its words."""
+        generation that `generation` holds too (the missing ones are told apart), searched in
+        `generation` by its words."""
         store = self.runner.store
-        samples = await self.runner.run(lambda: store.sample(None, CANARIES))
+        sampled = await self.runner.run(lambda: store.sample(None, CANARIES))
+        samples = [hit for hit in sampled if hit.payload.get("document_id") in built]
         answered = 0
         for hit in samples:
             words = " ".join(str(hit.payload.get("text", "")).split()[:CANARY_WORDS])

@@ -68,28 +68,25 @@ class Stack:
                 process.kill()
 
 
-@pytest.fixture(scope="session")
-def stack(
-    kafka_broker: str, llm_server: str, tmp_path_factory: pytest.TempPathFactory
+def run_stack(
+    kafka: str, data_dir: Path, blob_roots: list[Path], llm_url: str | None = None
 ) -> Iterator[Stack]:
-    data_dir = tmp_path_factory.mktemp("ragbus")
+    """Every service as a real process on `kafka`, sharing `data_dir`; stopped afterwards."""
     names = [name for group in PROCESSES for name in group]
     ports = dict(zip(names, free_ports(len(names)), strict=True))
     env = {
         **os.environ,
-        "RAGBUS_KAFKA_BOOTSTRAP": kafka_broker,
+        "RAGBUS_KAFKA_BOOTSTRAP": kafka,
         "RAGBUS_DATA_DIR": str(data_dir),
-        "LLM_URL": llm_server,
-        "LLM_MODEL": MODEL_ALIAS,
         # Tests publish events naming files of their own and of the shared data, as producers
         # outside the blob store do.
-        "RAGBUS_BLOB_ROOTS": json.dumps(
-            [str(tmp_path_factory.getbasetemp()), str(SHARED_DATA.resolve())]
-        ),
+        "RAGBUS_BLOB_ROOTS": json.dumps([str(root) for root in blob_roots]),
         **{f"RAGBUS_{name.upper()}_PORT": str(port) for name, port in ports.items()},
     }
-    env.pop("QDRANT_URL", None)
-    env.pop("TEI_URL", None)
+    for unset in ("QDRANT_URL", "TEI_URL", "LLM_URL", "LLM_MODEL"):
+        env.pop(unset, None)
+    if llm_url:
+        env |= {"LLM_URL": llm_url, "LLM_MODEL": MODEL_ALIAS}
     running = Stack(data_dir, env, {name: f"http://127.0.0.1:{p}" for name, p in ports.items()})
     try:
         for group in PROCESSES:
@@ -97,6 +94,18 @@ def stack(
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(
+    kafka_broker: str, llm_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    yield from run_stack(
+        kafka_broker,
+        tmp_path_factory.mktemp("ragbus"),
+        [tmp_path_factory.getbasetemp(), SHARED_DATA.resolve()],
+        llm_server,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -273,9 +273,11 @@ class Cluster:
         """Every record in every dead-letter topic."""
         return asyncio.run(_read_all(self.bootstrap, [dlq(topic) for topic in CONSUMED]))
 
-    def stored_points(self, alias: str = "ragbus") -> list[StoredPoint]:
-        """Every point in the serving collection, read from the storage itself: the indexer
-        process must have stopped first (the embedded engine admits one opener)."""
+    def stored_points(
+        self, alias: str = "ragbus", generation: int | None = None
+    ) -> list[StoredPoint]:
+        """Every point of a generation (the serving one), read from the storage itself: the
+        indexer process must have stopped first (the embedded engine admits one opener)."""
         assert not any(p.alive() for p in self.processes.values() if p.service == "indexer")
         return [
             StoredPoint(
@@ -285,7 +287,7 @@ class Cluster:
                 str(payload.get("version")),
                 bool(payload.get("live")),
             )
-            for point_id, payload in stored_points(self.data_dir / "index", alias)
+            for point_id, payload in stored_points(self.data_dir / "index", alias, generation)
         ]
 
 

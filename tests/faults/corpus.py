@@ -61,10 +61,11 @@ def upload_body(documents: Iterable[Document]) -> dict[str, Any]:
     }
 
 
-def make_slice(fault: str, tenant: str, documents: Sequence[Document]) -> Slice:
+def make_slice(fault: str, tenant: str, documents: Sequence[Document], **chunking: int) -> Slice:
     """The slice, with every document's id, version and point ids as ragbus must derive them
-    (the chunker's settings come from the same environment the service processes get)."""
-    settings = ChunkerSettings()
+    (the chunker's settings come from the same environment the service processes get;
+    `chunking` overrides its `max_tokens` and `overlap_tokens`, as a generation's plan does)."""
+    settings = ChunkerSettings(**chunking)
     tokenizer = load_tokenizer(max_tokens=0, pad=False)  # the chunker's, as in its main
     expected = {}
     for document in documents:

