@@ -10,7 +10,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 from starlette.requests import HTTPConnection
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ragbus import metrics
 from ragbus.auth import bearer, tenant_for
@@ -21,6 +21,37 @@ from ragbus.settings import HttpSettings, ServiceSettings
 Hook = Callable[[], Awaitable[None]]
 OPEN_PATHS = frozenset({"/healthz", "/metrics"})
 """The only paths served without an API key when keys are configured."""
+
+
+class Observed:
+    """ASGI middleware: every request's duration on `ragbus_http_seconds`, by route and status.
+    Plain ASGI, not `@app.middleware("http")`: Starlette's `BaseHTTPMiddleware` runs each request
+    through an extra task and stream."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            metrics.HTTP_SECONDS.labels(self.service, scope["method"], path, status).observe(
+                time.perf_counter() - started
+            )
 
 
 class KeyGate:
@@ -116,21 +147,9 @@ def create_service_app(
         description=description,
         lifespan=lifespan,
     )
-    # Added before `observe`, so it runs inside it: rejected requests are measured too.
+    # Added before `Observed`, so it runs inside it: rejected requests are measured too.
     app.add_middleware(KeyGate, service=title)
-
-    @app.middleware("http")
-    async def observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.HTTP_SECONDS.labels(title, request.method, path, response.status_code).observe(
-            time.perf_counter() - started
-        )
-        return response
+    app.add_middleware(Observed, service=title)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> JSONResponse:

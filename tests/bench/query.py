@@ -10,29 +10,39 @@ runner (one call at a time, as the services run it), the HNSW build and, against
 before it, recall@5; the process's RSS. Local mode is measured at growing sizes up to the first
 whose hybrid p50 passes 2 s (or `--local-max`).
 
-Not measured here yet: the query service's HTTP route (embedding included) beside the engine.
+Then the query service itself, in this process over the same store (its HTTP route, hybrid,
+`generate: false`, the packaged embedding model; a broker of its own is started for it), beside
+the same steps taken in-process: embedding p50, engine p50, queries/s at concurrency 16 and 64.
 """
 
 import argparse
 import asyncio
 import itertools
 import json
+import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psutil
+import uvicorn
 
+from contracts.topics import all_topics
+from deploy.kafka.launcher import LocalKafka, bootstrap_topics_blocking, free_ports
 from ragbus.adapters.edge_store import EdgeStore
+from ragbus.adapters.embedding import create_backend
+from ragbus.adapters.embedding.onnx_backend import MODELS
 from ragbus.adapters.store import QdrantStore, StoreRunner
 from ragbus.ports import Point, SearchRequest, VectorStore
-from ragbus.sparse import SparseVector
+from ragbus.settings import DEFAULT_EMBED_MODEL
+from ragbus.sparse import SparseVector, encode_query
+from services.query.main import QueryAdapters, create_app
+from services.query.settings import QuerySettings
 
 from .measure import percentiles
 
@@ -105,17 +115,19 @@ class Corpus:
         return [(vector.tolist(), self.sparse()) for vector in self.dense(QUERIES)]
 
 
-def fill(store: VectorStore, corpus: Corpus) -> dict[str, float]:
+def fill(store: VectorStore, corpus: Corpus, generation: int | None = None) -> dict[str, float]:
     """Upsert every point, then promote all documents but every tenth; the rates."""
-    store.ensure_collection(DIMENSIONS, "synthetic")
+    # Recorded as the packaged model's vectors: the query service embeds with the model its
+    # generation records.
+    store.ensure_collection(DIMENSIONS, MODELS[DEFAULT_EMBED_MODEL].name, generation)
     started = time.perf_counter()
     for batch in corpus.batches():
-        store.upsert(batch)
+        store.upsert(batch, generation)
     upserted = time.perf_counter() - started
     documents = corpus.documents()
     started = time.perf_counter()
     for document_id in documents:
-        store.promote(document_id, "v1")
+        store.promote(document_id, "v1", generation)
     promoted = time.perf_counter() - started
     return {
         "upsert_points_per_s": round(corpus.points / upserted, 1),
@@ -165,35 +177,56 @@ def throughput(store: VectorStore, batch: Sequence[SearchRequest]) -> dict[str, 
     return {f"qps_{level}": round(asyncio.run(run(level)), 1) for level in CONCURRENCY}
 
 
-def build_while_querying(store: EdgeStore, batch: Sequence[SearchRequest]) -> dict[str, Any]:
-    """Build HNSW in this process (`optimize`) while another thread queries without pause: how
-    long the build takes, and the longest any query waited meanwhile (every Edge call holds the
-    GIL, so a build in the serving process stalls its queries)."""
-    waited: list[float] = []
-    stop = threading.Event()
+def build_beside_serving(
+    store: EdgeStore, points: int, batch: Sequence[SearchRequest]
+) -> dict[str, Any]:
+    """A rebuild's last steps as the indexer takes them (`services/indexer/generations.py`):
+    generation 2, holding the same points, has its HNSW graph built in a process of its own,
+    is reopened and swapped in, while queries of generation 1 go on through the store's runner
+    without pause. How long each step took, and how long queries waited meanwhile (p50 and the
+    longest, queueing behind the reopen included)."""
+    planned = store.plan(None, None, None)
+    fill(store, Corpus(points), planned.number)
 
-    def query() -> None:
-        for request in itertools.cycle(batch):
-            if stop.is_set():
-                return
-            started = time.perf_counter()
-            store.search(request)
-            waited.append((time.perf_counter() - started) * 1000)
+    async def run() -> dict[str, Any]:
+        runner = StoreRunner(store)
+        waited: list[float] = []
+        stop = asyncio.Event()
 
-    querying = threading.Thread(target=query)
-    querying.start()
-    time.sleep(0.5)
-    started = time.perf_counter()
-    store.shard.optimize()
-    build_s = time.perf_counter() - started
-    time.sleep(0.5)
-    stop.set()
-    querying.join()
-    return {
-        "hnsw_build_s": round(build_s, 1),
-        "queries_during_build": len(waited),
-        "longest_query_wait_during_build_ms": round(max(waited), 1),
-    }
+        async def query() -> None:
+            for request in itertools.cycle(batch):
+                if stop.is_set():
+                    return
+                started = time.perf_counter()
+                await runner.run(partial(store.search, request, None))
+                waited.append((time.perf_counter() - started) * 1000)
+
+        querying = asyncio.create_task(query())
+        await asyncio.sleep(1.0)
+        before = len(waited)
+        started = time.perf_counter()
+        command = await runner.run(partial(store.begin_build, planned.number))
+        assert command is not None
+        process = await asyncio.create_subprocess_exec(*command)
+        assert await process.wait() == 0
+        built = time.perf_counter()
+        await runner.run(partial(store.end_build, planned.number))
+        reopened = time.perf_counter()
+        await runner.run(partial(store.swap, planned.number, 1))
+        await asyncio.sleep(1.0)
+        stop.set()
+        await querying
+        runner._executor.shutdown(wait=True)  # the store stays open for what follows
+        during = waited[before:]
+        return {
+            "hnsw_build_s": round(built - started, 1),
+            "reopen_after_build_ms": round((reopened - built) * 1000, 1),
+            "queries_during_build": len(during),
+            "query_p50_during_build_ms": percentiles(during)["p50"],
+            "longest_query_wait_during_build_ms": round(max(during), 1),
+        }
+
+    return asyncio.run(run())
 
 
 def top_ids(store: VectorStore, batch: Sequence[SearchRequest]) -> list[set[str]]:
@@ -218,16 +251,125 @@ def engine(points: int, scratch: Path) -> dict[str, Any]:
         by_mode = requests(corpus.queries())
         exact = top_ids(store, by_mode["dense"])  # plain segments: an exact search
         figures["exact"] = per_mode(store, by_mode)
-        figures.update(build_while_querying(store, by_mode["hybrid"]))
+        figures.update(build_beside_serving(store, points, by_mode["hybrid"]))
         figures["indexed_vectors"] = store.shard.info().indexed_vectors_count
         figures["recall_at_5"] = recall(top_ids(store, by_mode["dense"]), exact)
         figures.update(per_mode(store, by_mode))
         figures["hybrid_p50_ms"] = figures["hybrid"]["p50"]
         figures.update(throughput(store, by_mode["hybrid"]))
+        figures["service"] = through_service(store, scratch)
         figures["rss_mb"] = rss_mb()
         return figures
     finally:
         store.close()
+
+
+def questions() -> list[str]:
+    """Distinct questions, so no answer comes from a cache."""
+    return [
+        f"How does component {n} handle case {n * 7 % 101} of the rollout?" for n in range(QUERIES)
+    ]
+
+
+def through_service(store: EdgeStore, scratch: Path) -> dict[str, Any]:
+    """The query service's HTTP route (`POST /v1/query`, hybrid, generate=false, the real
+    embedding model) over the store, beside the same steps in-process (embedding, then the
+    engine through the store's runner) in this run: p50 latencies, queries/s at 16 and 64."""
+    broker = LocalKafka(scratch / "kafka", *free_ports(2))
+    broker.start()
+    broker.wait_ready(timeout=120)
+    backend = create_backend(None, batch_size=1)
+    asked = questions()
+    try:
+        bootstrap_topics_blocking(broker.bootstrap_servers, all_topics(1))
+        return asyncio.run(_through_service(store, backend, broker.bootstrap_servers, asked))
+    finally:
+        backend.close()
+        broker.stop()
+
+
+async def _through_service(
+    store: EdgeStore, backend: Any, bootstrap: str, asked: list[str]
+) -> dict[str, Any]:
+    runner = StoreRunner(store)
+    tenant = TENANTS[0]
+
+    async def in_process(question: str) -> float:
+        started = time.perf_counter()
+        dense = (await asyncio.to_thread(backend.embed, [question]))[0].tolist()
+        embedded = time.perf_counter()
+        request = SearchRequest(tenant, 5, dense=dense, sparse=encode_query(question))
+        await runner.run(partial(store.search, request, None))
+        timings["embed"].append((embedded - started) * 1000)
+        timings["engine"].append((time.perf_counter() - embedded) * 1000)
+        return time.perf_counter() - started
+
+    timings: dict[str, list[float]] = {"embed": [], "engine": []}
+    for question in asked:
+        await in_process(question)
+    figures: dict[str, Any] = {
+        "embed_p50_ms": percentiles(timings["embed"])["p50"],
+        "engine_hybrid_p50_ms": percentiles(timings["engine"])["p50"],
+    }
+    for level in (16, 64):
+        figures[f"inprocess_qps_{level}"] = await _rate(level, asked, in_process)
+
+    port = free_ports(1)[0]
+    settings = QuerySettings(
+        **{"RAGBUS_QUERY_PORT": port},
+        kafka_bootstrap=bootstrap,
+        api_keys=f"bench:{tenant}",
+        rate_limit_per_s=0,
+        cache_entries=0,
+    )
+    app = create_app(settings, QueryAdapters(store=runner, embedder=backend))
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.1)
+    url = f"http://127.0.0.1:{port}"
+    # Warm-up, then one client at a time for the latency, then the loads.
+    await _load(url, 1, asked[:10])
+    route = await _load(url, 1, asked)
+    figures["service_hybrid_p50_ms"] = percentiles(route["latencies_ms"])["p50"]
+    for level in (16, 64):
+        figures[f"service_qps_{level}"] = (await _load(url, level, asked))["qps"]
+    server.should_exit = True
+    await serving
+    runner._executor.shutdown(wait=True)
+    return figures
+
+
+async def _load(url: str, concurrency: int, asked: list[str]) -> dict[str, Any]:
+    """The questions asked over HTTP by a client process of its own (`http_load`)."""
+    client = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.bench.http_load",
+        url,
+        "bench",
+        str(concurrency),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await client.communicate(json.dumps(asked).encode())
+    assert client.returncode == 0, "the load client failed"
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+async def _rate(
+    concurrency: int, asked: list[str], ask: Callable[[str], Awaitable[float]]
+) -> float:
+    pending = list(asked)
+
+    async def worker() -> None:
+        while pending:
+            await ask(pending.pop())
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return round(len(asked) / (time.perf_counter() - started), 1)
 
 
 def local_mode(sizes: Sequence[int], scratch: Path) -> list[dict[str, Any]]:
@@ -260,7 +402,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         edge = engine(args.points, Path(scratch))
         print(json.dumps(edge, indent=2), flush=True)
         local = local_mode(sizes, Path(scratch))
-    report = {"points": args.points, "engine": edge, "local_mode": local}
+    service = edge.pop("service")
+    report = {
+        "points": args.points,
+        "engine": edge,
+        "service": {
+            "hybrid_p50_ms": service["service_hybrid_p50_ms"],
+            "embed_p50_ms": service["embed_p50_ms"],
+            "engine_hybrid_p50_ms": service["engine_hybrid_p50_ms"],
+            "qps_16": service["service_qps_16"],
+            "qps_64": service["service_qps_64"],
+        },
+        "inprocess": {"qps_16": service["inprocess_qps_16"], "qps_64": service["inprocess_qps_64"]},
+        "recall_at_5": edge["recall_at_5"],
+        "rss_mb": edge["rss_mb"],
+        "local_mode": local,
+    }
     args.out.parent.mkdir(exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")

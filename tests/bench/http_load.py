@@ -1,0 +1,37 @@
+"""A load of questions from a process of its own (so the client's own work stays off the
+server's GIL): `python -m tests.bench.http_load <url> <key> <concurrency> < questions.json`
+prints the queries/s and every latency (ms) as JSON."""
+
+import asyncio
+import json
+import sys
+import time
+
+import httpx
+
+
+async def load(url: str, key: str, concurrency: int, questions: list[str]) -> dict[str, object]:
+    pending = list(reversed(questions))
+    latencies: list[float] = []
+    async with httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60
+    ) as http:
+
+        async def worker() -> None:
+            while pending:
+                body = {"question": pending.pop(), "top_k": 5, "generate": False}
+                started = time.perf_counter()
+                response = await http.post("/v1/query", json=body)
+                response.raise_for_status()
+                latencies.append((time.perf_counter() - started) * 1000)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        seconds = time.perf_counter() - started
+    return {"qps": round(len(questions) / seconds, 1), "latencies_ms": latencies}
+
+
+if __name__ == "__main__":
+    url, key, concurrency = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    result = asyncio.run(load(url, key, concurrency, json.load(sys.stdin)))
+    sys.stdout.write(json.dumps(result) + "\n")
