@@ -1,9 +1,13 @@
 """The embedded vector store: Qdrant's own engine in-process (`qdrant-edge-py`), the default when
 no `QDRANT_URL` is set.
 
-Each generation is one Edge shard directory under the store's root (`<alias>_g<N>`); the serving
-name is a small JSON pointer (`generations.json`) replaced atomically, with what each generation
-was built with (its vector dimensions). Each point holds the named dense vector (cosine) and the
+Each generation is one Edge shard directory under the store's root (`<alias>_g<N>`), open beside
+the others; the serving name is a small JSON pointer (`generations.json`) replaced atomically,
+with what each generation was built with (dimensions, model, chunking) and where it stands
+(building, serving, kept). A generation's HNSW graph is built by `python -m
+ragbus.adapters.edge_build` in a process of its own while its shard is closed here
+(`begin_build`/`end_build`): `optimize()` holds the GIL throughout, which would stall every
+query of the serving process. Each point holds the named dense vector (cosine) and the
 BM25 sparse vector (Qdrant's IDF modifier); hybrid search fuses both rankings by RRF inside the
 engine. Payload indexes on tenant, document, version and the live flag make every per-document
 lookup an index lookup, so no registry beside the points is needed (embedded qdrant-client

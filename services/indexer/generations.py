@@ -76,12 +76,13 @@ class Generations:
         self.runner, self.bus, self.bootstrap, self.keep = runner, bus, bootstrap, keep
         self._lock = asyncio.Lock()
 
-    async def list(self) -> list[Generation]:
+    async def kept(self) -> list[Generation]:
+        """Every generation the store keeps, oldest first."""
         return await self.runner.run(self.runner.store.generations)
 
     async def announce(self, retired: Sequence[Generation] = ()) -> None:
         """Write every generation's plan (and the retired ones') to `index.generations`."""
-        plans = [_plan(self.runner.store.alias, g, g.state) for g in await self.list()]
+        plans = [_plan(self.runner.store.alias, g, g.state) for g in await self.kept()]
         plans += [_plan(self.runner.store.alias, g, "retired") for g in retired]
         if plans:
             await self.bus.publish(INDEX_GENERATIONS, plans)
@@ -101,7 +102,7 @@ class Generations:
     async def gate(self, generation: int) -> Gate:
         store = self.runner.store
         report = Gate(generation)
-        chosen = next((g for g in await self.list() if g.number == generation), None)
+        chosen = next((g for g in await self.kept() if g.number == generation), None)
         if chosen is None:
             report.reasons.append(f"there is no generation {generation}")
             return report
@@ -170,7 +171,7 @@ class Generations:
     async def rollback(self) -> IndexSwapped:
         """Serve the generation that served before, in one step (its graph is built)."""
         async with self._lock:
-            previous = previous_generation(await self.list())
+            previous = previous_generation(await self.kept())
             if previous is None:
                 raise ValueError("no generation is kept to roll back to")
             return await self._swap(previous.number)
@@ -178,7 +179,7 @@ class Generations:
     async def drop(self, generation: int) -> None:
         """Abandon a generation that does not serve (a rebuild given up, an old one)."""
         async with self._lock:
-            chosen = next((g for g in await self.list() if g.number == generation), None)
+            chosen = next((g for g in await self.kept() if g.number == generation), None)
             await self.runner.run(lambda: self.runner.store.drop(generation))
             await self.announce([chosen] if chosen else [])
 
@@ -197,7 +198,7 @@ class Generations:
 
     async def _swap(self, generation: int) -> IndexSwapped:
         store = self.runner.store
-        before = await self.list()
+        before = await self.kept()
         previous = await self.runner.run(store.generation)
         dropped = await self.runner.run(lambda: store.swap(generation, self.keep))
         chosen = next(g for g in before if g.number == generation)

@@ -95,7 +95,7 @@ async def index_info(tenant: Tenant, runner: Store) -> IndexView:
 async def list_generations(_: Operator, runner: Store, rebuilds: Rebuilds) -> list[GenerationView]:
     """Every generation kept, oldest first, with its points and documents (all tenants')."""
     views = []
-    for generation in await rebuilds.list():
+    for generation in await rebuilds.kept():
         try:
             info = await runner.run(partial(runner.store.info, None, generation.number))
             counts = {"points": info.points, "documents": info.documents}
