@@ -1,7 +1,7 @@
 """Prometheus metrics shared by every stage, labelled by stage, and the `/metrics` route."""
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 MESSAGES = Counter(
     "ragbus_messages_total", "Messages consumed, by outcome", ["stage", "topic", "outcome"]
@@ -66,3 +66,16 @@ router = APIRouter()
 @router.get("/metrics", include_in_schema=False)
 def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+GENERATION_DOCUMENTS = Gauge(
+    "ragbus_generation_documents",
+    "Live documents of an index generation (a rebuild's progress beside the serving one's), "
+    "as its last gate check or listing counted them",
+    ["generation", "state"],
+)
+GENERATION_LAG = Gauge(
+    "ragbus_generation_lag",
+    "Records a rebuild's consumer groups have not committed, at its last gate check",
+    ["generation"],
+)

@@ -25,6 +25,7 @@ from contracts.topics import (
     INDEX_PROMOTED,
     VECTORS_READY,
 )
+from ragbus import metrics
 from ragbus.adapters.store import StoreRunner
 from ragbus.bus import Bus
 from ragbus.lag import LagReader
@@ -117,6 +118,8 @@ class Generations:
         built = await self.runner.run(lambda: store.document_ids(generation))
         report.documents = len(serving)
         report.missing = sorted(serving - built)
+        metrics.GENERATION_DOCUMENTS.labels(generation, chosen.state).set(len(built))
+        metrics.GENERATION_LAG.labels(generation).set(sum(report.lag.values()))
         if report.missing:
             report.reasons.append(
                 f"{len(report.missing)} of {len(serving)} live documents are not in generation "

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import BaseModel, Field, model_validator
 
+from ragbus import metrics
 from ragbus.adapters.store import StoreRunner
 from ragbus.auth import Operator, Tenant
 from ragbus.ports import UnknownGeneration
@@ -99,6 +100,8 @@ async def list_generations(_: Operator, runner: Store, rebuilds: Rebuilds) -> li
         try:
             info = await runner.run(partial(runner.store.info, None, generation.number))
             counts = {"points": info.points, "documents": info.documents}
+            documents = metrics.GENERATION_DOCUMENTS.labels(generation.number, generation.state)
+            documents.set(info.documents)
         except RuntimeError:  # closed while its graph is built
             counts = {"points": 0, "documents": 0}
         views.append(GenerationView(**asdict(generation), **counts))
