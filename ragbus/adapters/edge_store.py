@@ -437,7 +437,14 @@ class EdgeStore:
         shard.close()
         self._generations[name]["sealed"] = True
         self._write_pointer()
-        return [sys.executable, "-m", "ragbus.adapters.edge_build", str(self.root / name)]
+        dimensions = str(self._generations[name]["dimensions"])
+        return [
+            sys.executable,
+            "-m",
+            "ragbus.adapters.edge_build",
+            str(self.root / name),
+            dimensions,
+        ]
 
     def end_build(self, generation: int) -> None:
         name = self._name(generation)
@@ -507,15 +514,17 @@ def _generation(name: str, record: dict[str, Any]) -> Generation:
     )
 
 
-def _create_shard(path: Path, dimensions: int) -> EdgeShard:
-    shard = EdgeShard.create(
-        str(path),
-        EdgeConfig(
-            vectors={DENSE: EdgeVectorParams(size=dimensions, distance=Distance.Cosine)},
-            sparse_vectors={SPARSE: EdgeSparseVectorParams(modifier=Modifier.Idf)},
-            hnsw_config=HNSW,
-        ),
+def shard_config(dimensions: int) -> EdgeConfig:
+    """A generation's shard: the named vectors and their HNSW graphs."""
+    return EdgeConfig(
+        vectors={DENSE: EdgeVectorParams(size=dimensions, distance=Distance.Cosine)},
+        sparse_vectors={SPARSE: EdgeSparseVectorParams(modifier=Modifier.Idf)},
+        hnsw_config=HNSW,
     )
+
+
+def _create_shard(path: Path, dimensions: int) -> EdgeShard:
+    shard = EdgeShard.create(str(path), shard_config(dimensions))
     shard.update(
         UpdateOperation.create_field_index("tenant_id", KeywordIndexParams(is_tenant=True))
     )
