@@ -190,7 +190,7 @@ def build_beside_serving(
 
     async def run() -> dict[str, Any]:
         runner = StoreRunner(store)
-        waited: list[float] = []
+        waited: list[tuple[float, float]] = []  # (when the query ended, how long it took)
         stop = asyncio.Event()
 
         async def query() -> None:
@@ -199,31 +199,42 @@ def build_beside_serving(
                     return
                 started = time.perf_counter()
                 await runner.run(partial(store.search, request, None))
-                waited.append((time.perf_counter() - started) * 1000)
+                waited.append((time.perf_counter(), (time.perf_counter() - started) * 1000))
 
         querying = asyncio.create_task(query())
         await asyncio.sleep(1.0)
-        before = len(waited)
-        started = time.perf_counter()
+        marks = {"begin": time.perf_counter()}
         command = await runner.run(partial(store.begin_build, planned.number))
         assert command is not None
+        marks["closed"] = time.perf_counter()
         process = await asyncio.create_subprocess_exec(*command)
         assert await process.wait() == 0
-        built = time.perf_counter()
+        marks["built"] = time.perf_counter()
         await runner.run(partial(store.end_build, planned.number))
-        reopened = time.perf_counter()
+        marks["reopened"] = time.perf_counter()
         await runner.run(partial(store.swap, planned.number, 1))
+        marks["swapped"] = time.perf_counter()
         await asyncio.sleep(1.0)
+        marks["end"] = time.perf_counter()
         stop.set()
         await querying
         runner._executor.shutdown(wait=True)  # the store stays open for what follows
-        during = waited[before:]
+        during = [ms for at, ms in waited if at >= marks["begin"]]
+        phases = list(marks.items())
+        longest = {
+            f"longest_wait_ms_{name}_to_{following}": round(
+                max((ms for at, ms in waited if start <= at < end), default=0.0), 1
+            )
+            for (name, start), (following, end) in itertools.pairwise(phases)
+        }
         return {
-            "hnsw_build_s": round(built - started, 1),
-            "reopen_after_build_ms": round((reopened - built) * 1000, 1),
+            "hnsw_build_s": round(marks["built"] - marks["closed"], 1),
+            "close_for_build_ms": round((marks["closed"] - marks["begin"]) * 1000, 1),
+            "reopen_after_build_ms": round((marks["reopened"] - marks["built"]) * 1000, 1),
             "queries_during_build": len(during),
             "query_p50_during_build_ms": percentiles(during)["p50"],
             "longest_query_wait_during_build_ms": round(max(during), 1),
+            **longest,
         }
 
     return asyncio.run(run())
