@@ -85,12 +85,13 @@ POINTER = "generations.json"
 # RRF's k as Qdrant's query API uses it, so both stores fuse alike.
 RRF_K = 2
 # Candidates the HNSW search explores: recall@5 at 100k points was 0.955 at the default ef,
-# 0.979 at 128 and 0.996 at 256 (p50 2.1 ms).
-HNSW_EF = 256
+# 0.979 at 128 and 0.996 at 256 (p50 2.1 ms) without filters; under the tenant and live filters
+# of every search, 256 gave 0.956-0.992 from one build to the next.
+HNSW_EF = 512
 # A graph per tenant beside the global one (`payload_m`, over the is_tenant index): every search
 # is filtered by tenant, and the global graph alone gave recall@5 0.938 under the tenant and
 # live filters at 100k points; with the per-tenant links, 0.998 (`make bench-query`).
-HNSW = HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=10_000, payload_m=16)
+HNSW = HnswIndexConfig(m=16, ef_construct=200, full_scan_threshold=10_000, payload_m=16)
 # Per-document lookups never need more; a document has at most this many chunks per version.
 MAX_DOCUMENT_POINTS = 100_000
 # Points written to a shard between flushes. A flush holds the GIL for ~10 µs per point written
