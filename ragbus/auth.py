@@ -42,7 +42,7 @@ def _unauthorized(message: str) -> HTTPException:
     )
 
 
-def tenant_of(
+async def tenant_of(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> str:
@@ -53,7 +53,7 @@ def tenant_of(
 Tenant = Annotated[str, Depends(tenant_of)]
 
 
-def operator_of(request: Request, tenant: Tenant) -> str:
+async def operator_of(request: Request, tenant: Tenant) -> str:
     """The caller's tenant, when it may operate the index (`RAGBUS_OPERATOR_TENANTS`)."""
     allowed = {t.strip() for t in request.app.state.settings.operator_tenants.split(",")}
     if tenant not in allowed:

@@ -81,8 +81,13 @@ class QueryDeps:
     stale: bool = True
     """Whether `generation` and `model` must be read from the store again."""
 
-    def backend(self, model: str | None) -> EmbeddingBackend:
-        return self.embedders.get(model) if self.embedders else self.embedder
+    async def backend(self, model: str | None) -> EmbeddingBackend:
+        """The backend of `model`; one not loaded yet loads off the event loop."""
+        if self.embedders is None:
+            return self.embedder
+        if self.embedders.ready(model):
+            return self.embedders.get(model)
+        return await asyncio.to_thread(self.embedders.get, model)
 
     async def follow_store(self) -> None:
         """Read the serving generation and its model from the store."""
@@ -268,7 +273,7 @@ async def _search_generation(
     generation = deps.generation or None
     dense = None
     if request.mode in ("dense", "hybrid"):
-        backend = await asyncio.to_thread(deps.backend, deps.model)  # a model loads once
+        backend = await deps.backend(deps.model)
         dense = (await asyncio.to_thread(backend.embed, [question]))[0].tolist()
         since = clock.lap("embed", since)
     sparse = encode_query(question) if request.mode in ("sparse", "hybrid") else None

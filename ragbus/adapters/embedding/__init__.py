@@ -64,6 +64,11 @@ class Embedders:
                 self._loaded[key] = self._make(key)
             return self._loaded[key]
 
+    def ready(self, model: str | None) -> bool:
+        """Whether `get(model)` returns at once (the model is configured or loaded already)."""
+        key = None if model is None or model in self._names else _model_key(model)
+        return key is None or key in self._loaded
+
     def close(self) -> None:
         """Close the backends loaded here (the configured one stays its owner's)."""
         for backend in self._loaded.values():

