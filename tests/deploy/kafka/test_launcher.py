@@ -135,7 +135,7 @@ async def test_broker_lifecycle(tmp_path: Path) -> None:
 
         assert await bootstrap_topics(servers, specs) == names
         partitions = await _topic_partitions(servers)
-        assert {name: partitions[name] for name in names} == dict.fromkeys(names, PARTITIONS)
+        assert {name: partitions[name] for name in names} == {s.name: s.partitions for s in specs}
         for compacted in (DOCUMENT_STATUS, DOCUMENT_UPLOADED):  # the state, and the corpus
             configs = await _topic_configs(servers, compacted)
             assert configs["cleanup.policy"] == "compact"
@@ -177,7 +177,7 @@ async def test_broker_lifecycle(tmp_path: Path) -> None:
             lines.append(line)
         servers = f"127.0.0.1:{port}"
         partitions = await _topic_partitions(servers)
-        assert {name: partitions[name] for name in names} == dict.fromkeys(names, PARTITIONS)
+        assert {name: partitions[name] for name in names} == {s.name: s.partitions for s in specs}
         assert await bootstrap_topics(servers, specs) == []
 
         restarted = LocalKafka(data_dir)
@@ -195,10 +195,10 @@ async def test_broker_lifecycle(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 async def test_session_fixture_serves_every_topic(kafka_broker: str) -> None:
-    expected = int(os.environ.get("RAGBUS_TEST_PARTITIONS", "12"))
+    expected = all_topics(int(os.environ.get("RAGBUS_TEST_PARTITIONS", "12")))
     partitions = await _topic_partitions(kafka_broker)
-    assert {spec.name: partitions.get(spec.name) for spec in all_topics()} == {
-        spec.name: expected for spec in all_topics()
+    assert {spec.name: partitions.get(spec.name) for spec in expected} == {
+        spec.name: spec.partitions for spec in expected
     }
 
 
