@@ -64,10 +64,16 @@ class Gate:
     canaries: int = 0
     canaries_answered: int = 0
     reasons: list[str] = field(default_factory=list)
+    """Why it may not serve, the missing documents' reason last (see `open_accepting`)."""
 
     @property
     def open(self) -> bool:
         return not self.reasons
+
+    def open_accepting(self, missing: bool) -> bool:
+        """Open, or (`missing`) closed only for the documents missing in the generation."""
+        only_missing = len(self.reasons) == 1 and bool(self.missing)
+        return self.open or (missing and only_missing)
 
 
 class Generations:
@@ -120,16 +126,16 @@ class Generations:
         report.missing = sorted(serving - built)
         metrics.GENERATION_DOCUMENTS.labels(generation, chosen.state).set(len(built))
         metrics.GENERATION_LAG.labels(generation).set(sum(report.lag.values()))
-        if report.missing:
-            report.reasons.append(
-                f"{len(report.missing)} of {len(serving)} live documents are not in generation "
-                f"{generation} yet (or failed there: see the dead letters)"
-            )
         report.canaries, report.canaries_answered = await self._canaries(generation, built)
         if report.canaries and report.canaries_answered < CANARY_PASS * report.canaries:
             report.reasons.append(
                 f"generation {generation} answered {report.canaries_answered} of "
                 f"{report.canaries} canary queries"
+            )
+        if report.missing:
+            report.reasons.append(
+                f"{len(report.missing)} of {len(serving)} live documents are not in generation "
+                f"{generation} yet (or failed there: see the dead letters)"
             )
         return report
 
@@ -165,8 +171,7 @@ class Generations:
         """Gate, build the HNSW graph, swap; announce. Raises `GateClosed` with the report."""
         async with self._lock:
             report = await self.gate(generation)
-            reasons = [r for r in report.reasons if not (accept_missing and "live documents" in r)]
-            if reasons:
+            if not report.open_accepting(missing=accept_missing):
                 raise GateClosed(report)
             await self._build(generation)
             return await self._swap(generation)
