@@ -89,7 +89,7 @@ class UnknownGeneration(ValueError):
 
 
 class GenerationBusy(RuntimeError):
-    """The generation's storage is closed while its HNSW graph is built: retry shortly."""
+    """The generation's storage is busy building its HNSW graph: retry shortly."""
 
 
 class VectorStore(Protocol):
@@ -145,14 +145,15 @@ class VectorStore(Protocol):
         """A live point of each of up to `documents` documents of a generation (canaries)."""
         ...
 
-    def begin_build(self, generation: int) -> list[str] | None:
-        """Prepare the generation's HNSW build: the command that builds it in a process of its
-        own (its storage closed meanwhile: writes raise `GenerationBusy`), or None when the
-        store builds its graphs itself."""
+    def begin_build(self, generation: int) -> None:
+        """Start building the generation's HNSW graph where it cannot stall this process (its
+        calls raise `GenerationBusy` meanwhile); a store that builds its graphs itself does
+        nothing."""
         ...
 
-    def end_build(self, generation: int) -> None:
-        """Reopen the generation after its build, recorded as indexed."""
+    def finish_build(self, generation: int) -> bool:
+        """Whether the build has ended (False: ask again later); once it has, the generation is
+        recorded as indexed. A failed build raises here."""
         ...
 
     def swap(self, generation: int, keep: int) -> list[int]:

@@ -5,6 +5,7 @@ process, because the storage admits a single opener; with a server every service
 Without `LLM_URL` a llama.cpp server with the packaged model is started for generation.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -100,11 +101,7 @@ class Child:
     def sample_memory(self) -> None:
         if self.process is None:
             return
-        try:
-            rss = psutil.Process(self.process.pid).memory_info().rss / 2**20
-        except psutil.Error:
-            return
-        self.peak_rss_mb = max(self.peak_rss_mb, rss)
+        self.peak_rss_mb = max(self.peak_rss_mb, _rss_mb(self.process.pid))
 
     def stop(self, timeout: float = 30.0) -> None:
         self.stopping = True
@@ -255,11 +252,20 @@ class Stack:
 
 
 def _rss_mb(pid: int | None) -> float:
-    """Resident memory of `pid` in MB; 0 once it is gone."""
+    """Resident memory of `pid` and its children (an embedded index's shard processes) in MB; 0
+    once it is gone."""
+    if not pid:
+        return 0.0
     try:
-        return psutil.Process(pid).memory_info().rss / 2**20 if pid else 0.0
+        process = psutil.Process(pid)
+        processes = [process, *process.children(recursive=True)]
     except psutil.Error:
         return 0.0
+    total = 0
+    for each in processes:
+        with contextlib.suppress(psutil.Error):
+            total += each.memory_info().rss
+    return total / 2**20
 
 
 def up(settings: StackSettings, llm: bool = True) -> int:

@@ -291,14 +291,14 @@ class FakeStore:
                 first.setdefault(point.payload["document_id"], hit)
         return list(first.values())[:documents]
 
-    def begin_build(self, generation: int) -> list[str] | None:
+    def begin_build(self, generation: int) -> None:
         self._of(generation)
-        return None
 
-    def end_build(self, generation: int) -> None:
+    def finish_build(self, generation: int) -> bool:
         collection = self._of(generation)
         assert collection is not None
         collection.record = replace(collection.record, indexed=True)
+        return True
 
     def swap(self, generation: int, keep: int) -> list[int]:
         target = self._of(generation)

@@ -30,6 +30,14 @@ from typing import Any, TypeVar
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
+from ragbus.adapters.point_schema import (
+    DENSE,
+    FUSION_DEPTH,
+    FUSION_FLOOR,
+    LIVE,
+    SPARSE,
+    newest_versions,
+)
 from ragbus.ports import (
     Generation,
     Hit,
@@ -47,15 +55,9 @@ from ragbus.sparse import SparseVector
 
 T = TypeVar("T")
 
-DENSE = "dense"
-SPARSE = "sparse"
-LIVE = "live"
 REGISTRY_SUFFIX = "_documents"
 GENERATIONS_SUFFIX = "_generations"
 _REGISTRY_IDS = uuid.UUID("8d3c1f2e-57a4-4b8e-9c61-0f2a7e5d4b13")
-# Candidates each ranking contributes to the fusion, per result asked for (at least FUSION_FLOOR).
-FUSION_DEPTH = 4
-FUSION_FLOOR = 40
 
 
 @dataclass
@@ -579,13 +581,13 @@ class QdrantStore:
             first.setdefault(str(payload.get("document_id")), Hit(str(record.id), 1.0, payload))
         return list(first.values())[:documents]
 
-    def begin_build(self, generation: int) -> list[str] | None:
-        """A server optimizes its collections itself: nothing to run."""
+    def begin_build(self, generation: int) -> None:
+        """A server optimizes its collections itself: nothing to start."""
         self._target(generation)
-        return None
 
-    def end_build(self, generation: int) -> None:
+    def finish_build(self, generation: int) -> bool:
         self._target(generation)
+        return True
 
     def swap(self, generation: int, keep: int) -> list[int]:
         records = self._records()
@@ -621,21 +623,6 @@ class QdrantStore:
 
     def close(self) -> None:
         self.client.close()
-
-
-def newest_versions(hits: list[Hit]) -> list[Hit]:
-    """Only the hits of each document's most recently uploaded version (see `promote`)."""
-
-    def document_of(hit: Hit) -> str:
-        return str(hit.payload.get("document_id"))
-
-    def upload_of(hit: Hit) -> tuple[str, str]:
-        return str(hit.payload.get("uploaded_at", "")), str(hit.payload.get("version"))
-
-    newest: dict[str, tuple[str, str]] = {}
-    for hit in hits:
-        newest[document_of(hit)] = max(newest.get(document_of(hit), ("", "")), upload_of(hit))
-    return [hit for hit in hits if upload_of(hit)[1] == newest[document_of(hit)][1]]
 
 
 def _sparse(vector: SparseVector) -> qm.SparseVector:

@@ -40,6 +40,8 @@ CANARIES = 20
 CANARY_DEPTH = 10
 CANARY_WORDS = 40
 CANARY_PASS = 0.9
+# How often a running HNSW build is asked whether it has ended.
+BUILD_POLL_S = 0.5
 
 
 class GateClosed(RuntimeError):
@@ -192,17 +194,13 @@ class Generations:
             await self.announce([chosen] if chosen else [])
 
     async def _build(self, generation: int) -> None:
-        """The HNSW graph, built in a process of its own when the store asks for one: the
-        build holds the GIL throughout, which would stall every query of this process."""
+        """The HNSW graph, built where the store builds it (the embedded engine: in the
+        generation's own process, since a build holds its GIL throughout); waited for here
+        without holding the store's runner."""
         store = self.runner.store
-        command = await self.runner.run(lambda: store.begin_build(generation))
-        try:
-            if command is not None:
-                process = await asyncio.create_subprocess_exec(*command)
-                if await process.wait():
-                    raise RuntimeError(f"building generation {generation}'s index failed")
-        finally:
-            await self.runner.run(lambda: store.end_build(generation))
+        await self.runner.run(lambda: store.begin_build(generation))
+        while not await self.runner.run(lambda: store.finish_build(generation)):
+            await asyncio.sleep(BUILD_POLL_S)
 
     async def _swap(self, generation: int) -> IndexSwapped:
         store = self.runner.store

@@ -102,7 +102,7 @@ async def list_generations(_: Operator, runner: Store, rebuilds: Rebuilds) -> li
             counts = {"points": info.points, "documents": info.documents}
             documents = metrics.GENERATION_DOCUMENTS.labels(generation.number, generation.state)
             documents.set(info.documents)
-        except RuntimeError:  # closed while its graph is built
+        except RuntimeError:  # busy building its graph (GenerationBusy)
             counts = {"points": 0, "documents": 0}
         views.append(GenerationView(**asdict(generation), **counts))
     return views

@@ -1,12 +1,16 @@
 """What only the embedded engine (`EdgeStore`) does: the bool-filter trap, persistence across a
-reopen, one opener per directory, refusing vectors of other dimensions."""
+reopen, one opener per directory, refusing vectors of other dimensions, a shard process that
+goes with its parent."""
 
+import subprocess
+import sys
 import uuid
 
 import pytest
 from qdrant_edge import CountRequest, FieldCondition, Filter, MatchValue
 
-from ragbus.adapters.edge_store import EdgeStore, match
+from ragbus.adapters.edge_shard import Shard, create_shard, match
+from ragbus.adapters.edge_store import EdgeStore
 from ragbus.ports import Point, SearchRequest
 from ragbus.sparse import encode_document
 
@@ -39,15 +43,19 @@ def store(tmp_path):
     store.close()
 
 
-def live_points(store: EdgeStore, condition: FieldCondition) -> int:
-    return store.shard.count(CountRequest(filter=Filter(must=[condition])))
-
-
-def test_a_bool_filter_goes_through_the_helper_because_a_python_bool_matches_nothing(store):
-    assert live_points(store, match("live", True)) == 2
-    assert live_points(store, match("live", False)) == 0
-    # The trap the helper avoids: MatchValue(True) becomes the integer 1 and matches no bool.
-    assert live_points(store, FieldCondition("live", match=MatchValue(True))) == 0
+def test_a_bool_filter_goes_through_the_helper_because_a_python_bool_matches_nothing(tmp_path):
+    shard = Shard(create_shard(tmp_path / "shard", 2))
+    try:
+        shard.upsert([point("d1", "v1", 0, [1.0, 0.0]), point("d1", "v1", 1, [0.0, 1.0])])
+        shard.promote("d1", "v1")
+        assert shard.count_matching("live", True) == 2
+        assert shard.count_matching("live", False) == 0
+        # The trap the helper avoids: MatchValue(True) becomes the integer 1 and matches no bool.
+        trap = Filter(must=[FieldCondition("live", match=MatchValue(True))])
+        assert shard.shard.count(CountRequest(filter=trap)) == 0
+        assert shard.shard.count(CountRequest(filter=Filter(must=[match("live", True)]))) == 2
+    finally:
+        shard.close()
 
 
 def test_the_index_is_back_after_a_reopen(store, tmp_path):
@@ -64,9 +72,41 @@ def test_the_index_is_back_after_a_reopen(store, tmp_path):
 
 def test_a_second_opener_of_the_same_directory_is_refused(store, tmp_path):
     with pytest.raises(Exception, match="WAL"):
-        EdgeStore(tmp_path / "index", "ragbus")
+        EdgeStore(tmp_path / "index", "ragbus", lock_wait_s=0)
 
 
 def test_vectors_of_other_dimensions_are_refused_with_a_reason(store):
     with pytest.raises(ValueError, match="holds 2-dim vectors, model gives 384"):
         store.ensure_collection(384)
+
+
+def test_a_call_failing_in_the_shard_process_raises_here_and_the_shard_serves_on(store):
+    with pytest.raises(Exception, match="dimension"):
+        store.upsert([point("d2", "v1", 0, [1.0, 0.0, 0.0])])  # 3 numbers for a 2-dim vector
+    assert store.info().points == 2
+
+
+def test_a_shard_process_goes_with_its_parent_and_frees_the_directory(tmp_path):
+    opener = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path;"
+            "from ragbus.adapters.edge_store import EdgeStore;"
+            "EdgeStore(Path(sys.argv[1]), 'ragbus').ensure_collection(2);"
+            "print('open', flush=True); time.sleep(120)",
+            str(tmp_path / "index"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert opener.stdout is not None and opener.stdout.readline() == "open\n"
+    finally:
+        opener.kill()
+        opener.wait()
+    reopened = EdgeStore(tmp_path / "index", "ragbus", lock_wait_s=30)
+    try:
+        assert reopened.generation() == 1 and reopened.info().points == 0
+    finally:
+        reopened.close()

@@ -4,7 +4,7 @@ FakeStore of tests/fakes.py (dense, sparse and fused search, tenants, filters,
 and the swap of document versions: written not live, promoted, replaced, deleted); then what
 only QdrantStore does (refusing storage an older ragbus wrote, finishing a cut-off promotion)."""
 
-import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -202,17 +202,21 @@ def test_generations_and_the_serving_one_survive_a_reopen(tmp_path):
         reopened.close()
 
 
-def test_a_generation_is_indexed_in_a_process_of_its_own_while_writes_wait(tmp_path):
+def test_a_generation_is_indexed_in_its_own_process_while_writes_wait_and_others_serve(tmp_path):
     store = EdgeStore(tmp_path, "ragbus")
     try:
         _built(store, 1, ["one"])
-        command = store.begin_build(1)
-        assert command is not None
+        _built(store, store.plan(None, 100, 10).number, ["two"])
+        store.begin_build(2)
         with pytest.raises(GenerationBusy):
-            store.upsert(_version_points("doc", "v2", "2026-02-01", ["later"]), generation=1)
-        subprocess.run(command, check=True, timeout=120)
-        store.end_build(1)
-        assert store.generations()[0].indexed and _texts(store) == ["one"]
+            store.upsert(_version_points("doc", "v2", "2026-02-01", ["later"]), generation=2)
+        assert _texts(store) == ["one"]  # the serving generation answers meanwhile
+        deadline = time.monotonic() + 120
+        while not store.finish_build(2):
+            assert time.monotonic() < deadline, "the build did not end"
+            time.sleep(0.05)
+        store.upsert(_version_points("doc", "v2", "2026-02-01", ["later"]), generation=2)
+        assert [g.indexed for g in store.generations()] == [False, True]
     finally:
         store.close()
 

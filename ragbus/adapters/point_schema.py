@@ -1,0 +1,27 @@
+"""What every store writes into a point and how its rankings fuse, shared by the qdrant-client
+store and the embedded engine's shard processes (which import this, not qdrant-client: a shard
+process starts in 0.15 s, with qdrant-client in 1.3 s)."""
+
+from ragbus.ports import Hit
+
+DENSE = "dense"
+SPARSE = "sparse"
+LIVE = "live"
+# Candidates each ranking contributes to the fusion, per result asked for (at least FUSION_FLOOR).
+FUSION_DEPTH = 4
+FUSION_FLOOR = 40
+
+
+def newest_versions(hits: list[Hit]) -> list[Hit]:
+    """Only the hits of each document's most recently uploaded version (see `promote`)."""
+
+    def document_of(hit: Hit) -> str:
+        return str(hit.payload.get("document_id"))
+
+    def upload_of(hit: Hit) -> tuple[str, str]:
+        return str(hit.payload.get("uploaded_at", "")), str(hit.payload.get("version"))
+
+    newest: dict[str, tuple[str, str]] = {}
+    for hit in hits:
+        newest[document_of(hit)] = max(newest.get(document_of(hit), ("", "")), upload_of(hit))
+    return [hit for hit in hits if upload_of(hit)[1] == newest[document_of(hit)][1]]
