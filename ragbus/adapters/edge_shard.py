@@ -368,6 +368,10 @@ class ShardProcess:
             self._connection.close()
             raise
 
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
     def _running(self) -> None:
         if self._started is not None:
             raise GenerationBusy(f"the shard's process is busy: {self._started}")

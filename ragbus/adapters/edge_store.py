@@ -170,6 +170,10 @@ class EdgeStore:
             raise ValueError("the index has no collection yet: nothing was indexed")
         return shard
 
+    def shard_pids(self) -> dict[int, int]:
+        """The process id of each generation's shard process."""
+        return {generation_of(name): shard.pid for name, shard in self._shards.items()}
+
     def upsert(self, points: Sequence[Point], generation: int | None = None) -> None:
         """Write the points; the same ids overwrite, never duplicate. A point of a version that
         is already live (a redelivered batch) is written live, any other not live."""

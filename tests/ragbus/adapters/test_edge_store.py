@@ -2,19 +2,26 @@
 reopen, one opener per directory, refusing vectors of other dimensions, a shard process that
 goes with its parent."""
 
+import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 
+import numpy as np
 import pytest
 from qdrant_edge import CountRequest, FieldCondition, Filter, MatchValue
 
-from ragbus.adapters.edge_shard import Shard, create_shard, match
+from ragbus.adapters.edge_shard import Shard, ShardGone, create_shard, match
 from ragbus.adapters.edge_store import EdgeStore
 from ragbus.ports import Point, SearchRequest
 from ragbus.sparse import encode_document
 
 pytestmark = pytest.mark.unit
+
+# Enough 384-d points for a graph to be built (the engine scans smaller segments).
+BUILT_POINTS = 10_000
 
 
 def point(document_id: str, version: str, n: int, dense: list[float]) -> Point:
@@ -110,3 +117,32 @@ def test_a_shard_process_goes_with_its_parent_and_frees_the_directory(tmp_path):
         assert reopened.generation() == 1 and reopened.info().points == 0
     finally:
         reopened.close()
+
+
+def test_a_shard_process_killed_during_its_build_loses_nothing_and_builds_again(tmp_path):
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(BUILT_POINTS, 384)).astype(np.float32)
+    store = EdgeStore(tmp_path / "index", "ragbus")
+    try:
+        store.ensure_collection(384)
+        for start in range(0, BUILT_POINTS, 1_000):
+            store.upsert(
+                [
+                    point(f"d{n // 10}", "v1", n % 10, vectors[n].tolist())
+                    for n in range(start, start + 1_000)
+                ]
+            )
+        store.begin_build(1)
+        time.sleep(0.05)  # the build is under way: it takes seconds here
+        os.kill(store.shard_pids()[1], signal.SIGKILL)
+        with pytest.raises(ShardGone):
+            while not store.finish_build(1):
+                time.sleep(0.05)
+        assert store.info().points == BUILT_POINTS  # started again, every point there
+        store.begin_build(1)
+        while not store.finish_build(1):
+            time.sleep(0.05)
+        assert store.generations()[0].indexed
+        assert store.shard().call(Shard.indexed_vectors) >= BUILT_POINTS
+    finally:
+        store.close()
