@@ -88,6 +88,15 @@ class UnknownGeneration(ValueError):
     """No such generation: never planned, or dropped since (events for it are moot)."""
 
 
+class StoreUnavailable(ConnectionError):
+    """The store answered that it cannot serve now (a server's 5xx or 429): wait and retry, as
+    for a lost connection."""
+
+
+class StoreRefused(ValueError):
+    """The store refused the request (a server's 4xx other than 429): a retry changes nothing."""
+
+
 class GenerationBusy(RuntimeError):
     """The generation's storage is busy building its HNSW graph: retry shortly."""
 

@@ -19,16 +19,19 @@ always covers every point.
 """
 
 import asyncio
+import functools
+import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
+from qdrant_client.http.exceptions import UnexpectedResponse
 
 from ragbus.adapters.point_schema import (
     DENSE,
@@ -45,6 +48,8 @@ from ragbus.ports import (
     Payload,
     Point,
     SearchRequest,
+    StoreRefused,
+    StoreUnavailable,
     UnknownGeneration,
     VectorStore,
     generation_of,
@@ -103,13 +108,52 @@ def _match(key: str, value: Any) -> qm.FieldCondition:
     return qm.FieldCondition(key=key, match=qm.MatchValue(value=value))
 
 
+# The server's words kept in an error: enough to tell the cause, never a whole echoed request.
+REASON_CHARS = 300
+
+
+class ServerAnswers:
+    """qdrant-client, its calls' errors saying what the server's answer means: a 5xx or 429 is
+    `StoreUnavailable` (waited for, like a lost connection), any other 4xx `StoreRefused` with
+    the server's reason (qdrant-client raises both as one `UnexpectedResponse`)."""
+
+    def __init__(self, client: QdrantClient) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        @functools.wraps(attribute)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attribute(*args, **kwargs)
+            except UnexpectedResponse as exc:
+                raise server_error(exc) from exc
+
+        return call
+
+
+def server_error(exc: UnexpectedResponse) -> StoreUnavailable | StoreRefused:
+    code = exc.status_code or 0
+    try:
+        detail = str(json.loads(exc.content)["status"]["error"])
+    except (ValueError, KeyError, TypeError):
+        detail = exc.content.decode("utf-8", "replace")
+    said = f"{code} {exc.reason_phrase}: {detail[:REASON_CHARS]}".rstrip(": ")
+    if code >= 500 or code == 429:
+        return StoreUnavailable(f"the Qdrant server cannot serve now ({said})")
+    return StoreRefused(f"the Qdrant server refused the request ({said})")
+
+
 class QdrantStore:
     """`VectorStore` on Qdrant: a collection per generation, the serving name an alias over
     one of them, and what each generation is built with in a payload-only collection beside
     them (`<alias>_generations`, one record per generation, plus the next number to give)."""
 
     def __init__(self, client: QdrantClient, alias: str) -> None:
-        self.client = client
+        self.client = cast(QdrantClient, ServerAnswers(client))
         self.alias = alias
         self._checked: set[tuple[str, int, str | None]] = set()
         self._known: dict[int, dict[str, Any]] = {}

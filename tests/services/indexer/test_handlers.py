@@ -1,15 +1,19 @@
 """The indexer's rules (`services/indexer/handlers.index`) over the in-memory FakeStore: what
 is written, which versions are promoted, and what the outcome publishes or refuses."""
 
+import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
+import httpx
 import pytest
+from qdrant_client import QdrantClient
+from qdrant_client.http.exceptions import UnexpectedResponse
 
 from contracts.events import IndexPromoted, StatusUpdate
 from contracts.ids import chunk_id
 from contracts.topics import DOCUMENT_STATUS, INDEX_PROMOTED
-from ragbus.adapters.store import StoreRunner
+from ragbus.adapters.store import QdrantStore, StoreRunner
 from ragbus.ports import SearchRequest
 from services.indexer.handlers import index
 from tests.events import UPLOADED_AT, deleted, kinds, vectors_ready
@@ -282,3 +286,48 @@ async def test_vectors_of_another_model_are_rejected_once_the_index_holds_one(ru
         rejection.reason
     )
     assert store.count("doc2") == 0
+
+
+def _server_answering(monkeypatch, status: int, reason: str, times: int) -> list[int]:
+    """A Qdrant server (qdrant-client's local mode underneath) whose next `times` upserts are
+    answered with `status`."""
+    answered: list[int] = []
+    upsert = QdrantClient.upsert
+
+    def answering(client, *args, **kwargs):
+        if len(answered) < times:
+            answered.append(status)
+            body = b'{"status":{"error":"' + reason.encode() + b'"},"time":0.0}'
+            raise UnexpectedResponse(status, reason, body, httpx.Headers())
+        return upsert(client, *args, **kwargs)
+
+    monkeypatch.setattr(QdrantClient, "upsert", answering)
+    return answered
+
+
+@pytest.mark.parametrize("status", [503, 502, 429])
+async def test_a_servers_5xx_or_429_is_waited_for_not_taken_for_poison(
+    tmp_path, monkeypatch, status
+):
+    answered = _server_answering(monkeypatch, status, "Service Unavailable", times=2)
+    runner = StoreRunner(QdrantStore.connect(None, tmp_path, "ragbus"))
+    try:
+        outcome = await index([vectors_ready(range(2), total=2)], runner, DIMS)
+        assert answered == [status, status]
+        assert kinds(outcome.published) == PROMOTED and outcome.rejected == []
+        assert runner.store.info().points == 2
+    finally:
+        await runner.close()
+
+
+async def test_a_servers_other_4xx_is_permanent_with_the_servers_reason(tmp_path, monkeypatch):
+    _server_answering(monkeypatch, 400, "Wrong input: vector dimension error", times=99)
+    runner = StoreRunner(QdrantStore.connect(None, tmp_path, "ragbus"))
+    try:
+        outcome = await index([vectors_ready(range(2), total=2)], runner, DIMS)
+        # Dead-lettered at once with the server's reason, the document FAILED.
+        (rejection,) = outcome.rejected
+        assert rejection.error_type == "StoreRefused"
+        assert re.search(r"refused the request \(400 .*dimension error", rejection.reason)
+    finally:
+        await runner.close()
