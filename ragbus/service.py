@@ -7,6 +7,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 from starlette.requests import HTTPConnection
@@ -147,6 +148,7 @@ def create_service_app(
         description=description,
         lifespan=lifespan,
     )
+    app.add_exception_handler(RequestValidationError, invalid_request)
     # Added before `Observed`, so it runs inside it: rejected requests are measured too.
     app.add_middleware(KeyGate, service=title)
     app.add_middleware(Observed, service=title)
@@ -169,6 +171,31 @@ def create_service_app(
     for name, value in (state or {}).items():
         setattr(app.state, name, value)
     return app
+
+
+# What a validation error repeats of the input it refused: enough to recognise it.
+ECHOED_CHARS = 80
+
+
+async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """422 naming each refused field and why, with a short prefix of what was sent: never the
+    whole input (a 5 MB question echoed back, or values the JSON encoder cannot write)."""
+    assert isinstance(exc, RequestValidationError)
+    detail = [
+        {
+            "loc": list(error.get("loc", ())),
+            "msg": error.get("msg", ""),
+            "type": error.get("type", ""),
+            "input": _prefix(error.get("input")),
+        }
+        for error in exc.errors()
+    ]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+def _prefix(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= ECHOED_CHARS else text[:ECHOED_CHARS] + "…"
 
 
 def app_state(name: str) -> Callable[[Request], Awaitable[Any]]:

@@ -6,6 +6,7 @@ to rewrite a follow-up. Retrieval options go in the body next to the OpenAI fiel
 `extra_body`): `top_k`, `filters`, `mode`, `rerank`. Cited passages come back in `citations`.
 """
 
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -16,14 +17,14 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.events import Metadata
 from ragbus.auth import Tenant
 
-from .models import Citation, Done, Failure, Mode, QueryRequest, Token
+from .models import Citation, Done, Failure, Filters, Mode, QueryRequest, Token, TopK
 from .pipeline import answer
 from .routes import FAILURE_STATUS, Deps
 from .transform import Exchange
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 
@@ -48,8 +49,8 @@ class ChatRequest(BaseModel):
     model: str
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
-    top_k: int = Field(default=5, ge=1)
-    filters: Metadata = Field(default_factory=dict)
+    top_k: TopK = 5
+    filters: Filters = Field(default_factory=dict)
     mode: Mode = "hybrid"
     rerank: bool | None = None
 
@@ -161,14 +162,21 @@ async def _chunks(
         }
         return b"data: " + orjson.dumps(body) + b"\n\n"
 
+    def failed(message: str, code: str) -> bytes:
+        error = {"message": message, "type": "server_error", "code": code}
+        return b"data: " + orjson.dumps({"error": error}) + b"\n\n"
+
     yield chunk({"role": "assistant"}, None)
-    async for event in events:
-        if isinstance(event, Token):
-            yield chunk({"content": event.text}, None)
-        elif isinstance(event, Done):
-            yield chunk({}, "stop", citations=_dump(event.citations))
-        elif isinstance(event, Failure):
-            error = {"message": event.message, "type": "server_error", "code": event.stage}
-            yield b"data: " + orjson.dumps({"error": error}) + b"\n\n"
-            break
+    try:
+        async for event in events:
+            if isinstance(event, Token):
+                yield chunk({"content": event.text}, None)
+            elif isinstance(event, Done):
+                yield chunk({}, "stop", citations=_dump(event.citations))
+            elif isinstance(event, Failure):
+                yield failed(event.message, event.stage)
+                break
+    except Exception:
+        log.exception("a chat completion stream failed")
+        yield failed("the service failed unexpectedly (see its log)", "internal")
     yield b"data: [DONE]\n\n"

@@ -1,20 +1,29 @@
 """The query API's request, response and SSE event bodies."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from contracts.events import Metadata
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
 Mode = Literal["dense", "sparse", "hybrid"]
+# Exact matches: a string, a 64-bit integer or a boolean (floats and null match nothing exactly).
+FilterValue = StrictBool | Annotated[int, Field(strict=True, ge=-(2**63), le=2**63 - 1)] | StrictStr
+# No setting of `max_top_k` goes beyond this.
+TOP_K_LIMIT = 1_000
+TopK = Annotated[int, Field(ge=1, le=TOP_K_LIMIT)]
+Filters = Annotated[
+    dict[Annotated[str, Field(min_length=1, max_length=200)], FilterValue],
+    Field(
+        max_length=32, description="exact matches on metadata: strings, 64-bit integers, booleans"
+    ),
+]
 
 
 class QueryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     question: str = Field(min_length=1, max_length=4000)
-    top_k: int = Field(default=5, ge=1)
-    filters: Metadata = Field(default_factory=dict, description="exact matches on metadata")
+    top_k: TopK = 5
+    filters: Filters = Field(default_factory=dict)
     mode: Mode = "hybrid"
     rerank: bool | None = Field(
         default=None, description="null: rerank when a reranker (RERANK_URL) is configured"

@@ -6,13 +6,15 @@ from pydantic import AliasChoices, Field
 
 from ragbus.settings import EmbeddingSettings, LlmSettings, ServiceSettings, StoreSettings
 
+from .models import TOP_K_LIMIT
+
 
 class QuerySettings(ServiceSettings, StoreSettings, EmbeddingSettings, LlmSettings):
     """The broker, the HTTP shell, the vector store, the embedding model (for questions),
     the language model and reranker; and how it answers."""
 
     port: int = Field(default=8082, validation_alias=AliasChoices("RAGBUS_QUERY_PORT"))
-    max_top_k: int = Field(default=50, ge=1)
+    max_top_k: int = Field(default=50, ge=1, le=TOP_K_LIMIT)
     context_passages: int = Field(
         default=4,
         ge=1,

@@ -351,3 +351,60 @@ async def test_a_failing_reranker_keeps_the_fused_order_and_says_so(service):
     assert response.json()["rerank"]["applied"] is False
     assert "failed, fused order kept" in response.json()["rerank"]["reason"]
     assert response.json()["citations"]
+
+
+@pytest.mark.parametrize(
+    ("odd", "named"),
+    [
+        ({"filters": {"kind": 1.5}}, "filters"),
+        ({"filters": {"kind": None}}, "filters"),
+        ({"filters": {"kind": 2**64}}, "filters"),
+        ({"top_k": 2**64}, "top_k"),
+        ({"top_k": 10**30}, "top_k"),
+    ],
+)
+@pytest.mark.parametrize("route", ["/v1/query", "/v1/query/stream"])
+async def test_odd_filter_and_top_k_values_are_a_422_that_names_the_field(
+    service, odd, named, route
+):
+    client = await service()
+    body = {"question": "where does cluster state live", "generate": False, **odd}
+    response = await client.post(route, json=body, headers=auth("key-acme"))
+    assert response.status_code == 422, response.text
+    assert named in response.text
+    assert "pydantic" not in response.text and "errors.pydantic.dev" not in response.text
+
+
+async def test_a_validation_error_echoes_no_more_than_a_short_prefix_of_the_input(service):
+    client = await service()
+    body = {"question": "x" * 5000, "generate": False}
+    response = await client.post("/v1/query", json=body, headers=auth("key-acme"))
+    assert response.status_code == 422
+    assert "question" in response.text and len(response.text) < 1000
+
+
+async def test_the_stream_ends_with_an_error_event_whatever_fails(service):
+    class Exploding(ScriptedChat):
+        async def stream(self, messages, *, max_tokens, temperature=0.0):
+            yield "Etcd"
+            raise RuntimeError("something nobody expected")
+
+    client = await service(llm=Exploding())
+    body = {"question": "where does cluster state live"}
+    response = await client.post("/v1/query/stream", json=body, headers=auth("key-acme"))
+    events = sse(response.content)
+    assert events[-1][0] == "error", events
+    assert "nobody expected" not in events[-1][1]["message"]  # said in the log, not to tenants
+
+
+async def test_odd_values_through_the_openai_route_are_a_422_too(service):
+    client = await service()
+    body = {
+        "model": "ragbus",
+        "messages": [{"role": "user", "content": "where does cluster state live"}],
+        "filters": {"kind": 1.5},
+        "top_k": 2**64,
+    }
+    response = await client.post("/v1/chat/completions", json=body, headers=auth("key-acme"))
+    assert response.status_code == 422
+    assert "filters" in response.text and "top_k" in response.text
