@@ -42,6 +42,7 @@ from contracts.events import (
 from contracts.ids import sha256_of
 from contracts.topics import DOCUMENT_STATUS, MAX_MESSAGE_BYTES, dlq
 from ragbus import metrics
+from ragbus.redact import public
 from ragbus.retry import retry
 from ragbus.settings import KafkaSettings
 
@@ -201,7 +202,9 @@ class Bus:
         report: bool = True,
     ) -> None:
         """Keep a record the stage cannot process in its DLQ and mark its document FAILED
-        (unless not to `report`: a record built for an index generation that does not serve)."""
+        (unless not to `report`: a record built for an index generation that does not serve).
+        The letter keeps the whole reason for operators; the document's owner reads it without
+        internal URLs, addresses and paths (`ragbus.redact`)."""
         ids = _identity(record)
         value = record.value or b""
         letter = DeadLetter(
@@ -244,7 +247,7 @@ class Bus:
                 stage=self.stage,
                 state=DocumentState.FAILED,
                 version=version or _field(record, "version"),
-                reason=f"{self.stage}: {reason}"[:MAX_REASON_CHARS],
+                reason=f"{self.stage}: {public(reason)}"[:MAX_REASON_CHARS],
             )
             await self.publish(DOCUMENT_STATUS, [update])
 

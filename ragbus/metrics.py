@@ -32,10 +32,11 @@ HTTP_SECONDS = Histogram(
     ["service", "method", "route", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+# No tenant label: `/metrics` is open to whoever reaches the port, and tenant names are not.
 RATE_LIMITED = Counter(
     "ragbus_rate_limited_total",
     "Requests answered 429 because the API key's rate limit was reached",
-    ["service", "tenant"],
+    ["service"],
 )
 
 QUERY_SECONDS = Histogram(

@@ -83,7 +83,7 @@ class KeyGate:
     async def _reject(self, connection: HTTPConnection, settings: HttpSettings) -> Response | None:
         credentials = await bearer(connection)
         try:
-            tenant = tenant_for(settings.tenant_keys, credentials)
+            tenant_for(settings.tenant_keys, credentials)
         except HTTPException as exc:
             return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
         if self._limiter is None:
@@ -92,7 +92,7 @@ class KeyGate:
         wait_s = self._limiter.admit(credentials.credentials)
         if not wait_s:
             return None
-        metrics.RATE_LIMITED.labels(self.service, tenant).inc()
+        metrics.RATE_LIMITED.labels(self.service).inc()
         after = retry_after(wait_s)
         return JSONResponse(
             {"detail": f"rate limit of {self._limiter.describe()} exceeded; retry in {after} s"},

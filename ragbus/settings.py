@@ -24,7 +24,10 @@ DEFAULT_EMBED_MODEL: EmbedModel = "minilm-int8-pc"
 class RagbusSettings(BaseSettings):
     """What every ragbus process reads: where its data lives, and how much it logs."""
 
-    model_config = SettingsConfigDict(env_prefix="RAGBUS_", extra="ignore", frozen=True)
+    # An invalid setting's error never repeats what was given: it may be an API key.
+    model_config = SettingsConfigDict(
+        env_prefix="RAGBUS_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     data_dir: Path = Path("var")
     log_level: str = "INFO"
@@ -76,10 +79,12 @@ class HttpSettings(RagbusSettings):
     def tenant_keys(self) -> dict[str, str]:
         """API key → tenant, parsed from `api_keys`."""
         pairs = {}
-        for item in filter(None, (part.strip() for part in self.api_keys.split(","))):
+        entries = filter(None, (part.strip() for part in self.api_keys.split(",")))
+        for number, item in enumerate(entries, start=1):
             key, sep, tenant = item.partition(":")
             if not sep or not key or not tenant:
-                raise ValueError(f"RAGBUS_API_KEYS entry {item!r} is not key:tenant")
+                # Never the entry itself: it may be a key.
+                raise ValueError(f"RAGBUS_API_KEYS entry {number} is not key:tenant")
             pairs[key] = tenant
         return pairs
 

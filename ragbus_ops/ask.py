@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from ragbus_ops.client import headers, sse_events
+from ragbus_ops.client import api_key, headers, sse_events
 
 EXCERPT_CHARS = 160
 
@@ -47,7 +47,7 @@ async def ask(args: argparse.Namespace, console: Console) -> int:
     if args.conversation:
         body["conversation_id"] = args.conversation
     cited: list[dict[str, Any]] = []
-    async with httpx.AsyncClient(headers=headers(args.api_key)) as http:
+    async with httpx.AsyncClient(headers=headers(api_key(args))) as http:
         try:
             async for event, data in query_events(http, args.query_url.rstrip("/"), body):
                 if event == "token":

@@ -31,7 +31,7 @@ async def _ingest(args: argparse.Namespace, console: Console) -> int:
         return 1
     ingest_url, status_url = _urls(args)
     started = time.perf_counter()
-    async with httpx.AsyncClient(headers=api.headers(args.api_key)) as http:
+    async with httpx.AsyncClient(headers=api.headers(api.api_key(args))) as http:
         if not args.wait:
             uploaded = 0
             try:
@@ -94,7 +94,7 @@ def _summary(console: Console, progress: api.Progress, seconds: float) -> int:
 
 def _status(args: argparse.Namespace, console: Console) -> int:
     _, status_url = _urls(args)
-    with httpx.Client(headers=api.headers(args.api_key), timeout=10) as http:
+    with httpx.Client(headers=api.headers(api.api_key(args)), timeout=10) as http:
         if args.document_id:
             response = http.get(f"{status_url}/v1/documents/{args.document_id}")
             if response.status_code != 200:
@@ -138,7 +138,7 @@ def _parser() -> argparse.ArgumentParser:
     def client_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--ingest-url", default="http://127.0.0.1:8081")
         sub.add_argument("--status-url", default="http://127.0.0.1:8083")
-        sub.add_argument("--api-key", default=None, help="bearer key (RAGBUS_API_KEYS)")
+        api.add_key_options(sub)
 
     ingest = commands.add_parser("ingest", help="upload files and folders, showing progress")
     ingest.add_argument("paths", nargs="+")
@@ -157,7 +157,7 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--filter", action="append", default=[], help="metadata key=value")
     ask.add_argument("--conversation", default=None, help="conversation id for follow-ups")
     ask.add_argument("--query-url", default="http://127.0.0.1:8082")
-    ask.add_argument("--api-key", default=None, help="bearer key (RAGBUS_API_KEYS)")
+    api.add_key_options(ask)
     status = commands.add_parser("status", help="document states")
     status.add_argument("document_id", nargs="?")
     status.add_argument("--state", default=None)

@@ -1,7 +1,9 @@
 """The command line's side of the HTTP API: upload files and follow their progress."""
 
+import argparse
 import asyncio
 import mimetypes
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -37,8 +39,35 @@ def collect_files(paths: Iterable[Path]) -> tuple[list[LocalFile], list[Path]]:
     return chosen, skipped
 
 
-def headers(api_key: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+def add_key_options(parser: argparse.ArgumentParser, meaning: str = "bearer key") -> None:
+    """How a command is given its API key: a file or `RAGBUS_API_KEY` (a key on the command line
+    is seen by anyone who can list the machine's processes)."""
+    keys = parser.add_mutually_exclusive_group()
+    keys.add_argument(
+        "--api-key-file",
+        type=Path,
+        default=None,
+        help=f"a file whose first line is the {meaning} (or set RAGBUS_API_KEY)",
+    )
+    keys.add_argument(
+        "--api-key",
+        default=None,
+        help=f"the {meaning} itself: visible in `ps`, prefer RAGBUS_API_KEY or --api-key-file",
+    )
+
+
+def api_key(args: argparse.Namespace) -> str | None:
+    """The key of `add_key_options`: given, read from its file, or from RAGBUS_API_KEY."""
+    if args.api_key:
+        return str(args.api_key)
+    if args.api_key_file is not None:
+        lines = args.api_key_file.read_text().splitlines()
+        return lines[0].strip() if lines and lines[0].strip() else None
+    return os.environ.get("RAGBUS_API_KEY") or None
+
+
+def headers(key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"} if key else {}
 
 
 async def upload(

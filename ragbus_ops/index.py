@@ -37,12 +37,12 @@ def add_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     drop.add_argument("generation", type=int)
     for sub in (status, rebuild, rollback, drop):
         sub.add_argument("--indexer-url", default="http://127.0.0.1:8084")
-        sub.add_argument("--api-key", default=None, help="an operator's bearer key")
+        api.add_key_options(sub, "operator's bearer key")
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
     with httpx.Client(
-        base_url=args.indexer_url.rstrip("/"), headers=api.headers(args.api_key), timeout=600
+        base_url=args.indexer_url.rstrip("/"), headers=api.headers(api.api_key(args)), timeout=600
     ) as http:
         if args.action == "status":
             return _status(http, console)

@@ -22,6 +22,8 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from ragbus_ops import client as api
+
 from .datasets import Dataset, load_beir, load_squad
 from .runner import MODES, Endpoints, Options, QueryRefused, evaluate, stack_for, write_report
 
@@ -150,7 +152,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         questions=args.questions,
         answers=args.answers,
         concurrency=args.concurrency,
-        api_key=args.api_key,
+        api_key=api.api_key(args),
     )
     console.print(
         f"{dataset.name}: {len(dataset.documents)} documents, {len(dataset.questions)} questions"
@@ -160,7 +162,11 @@ def run(args: argparse.Namespace, console: Console) -> int:
     try:
         with (
             stack_for(
-                _endpoints(args), Path(args.data_dir), args.answers > 0, console.print, args.api_key
+                _endpoints(args),
+                Path(args.data_dir),
+                args.answers > 0,
+                console.print,
+                api.api_key(args),
             ) as endpoints,
             reporter.progress,
         ):
@@ -204,7 +210,7 @@ def add_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         sub.add_argument("--modes", default=",".join(MODES))
         sub.add_argument("--top-k", type=int, default=10, choices=range(1, 51), metavar="1..50")
         sub.add_argument("--concurrency", type=_count(1), default=4, help="questions in flight")
-        sub.add_argument("--api-key", default=None, help="bearer key (RAGBUS_API_KEYS)")
+        api.add_key_options(sub)
         for service in ("ingest", "query", "status"):
             sub.add_argument(f"--{service}-url", default=None, help="default: configured port")
         sub.add_argument(

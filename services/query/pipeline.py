@@ -27,6 +27,7 @@ from ragbus.ports import (
     SearchRequest,
     UnknownGeneration,
 )
+from ragbus.redact import public
 from ragbus.sparse import encode_query
 
 from .cache import AnswerCache
@@ -204,7 +205,7 @@ async def _fresh(
         hits = await _search(deps, tenant_id, request, question, limit, clock)
     except Exception as exc:  # the store or the embedder failed: say so, don't drop the stream
         log.exception("retrieval failed")
-        yield Failure(stage="retrieve", message=f"retrieval failed: {exc}")
+        yield Failure(stage="retrieve", message=f"retrieval failed: {public(str(exc))}")
         return
     if use_rerank and deps.reranker is not None and hits:
         since = time.perf_counter()
@@ -310,7 +311,8 @@ async def _generate(
                     announced.add(n)
                     yield passages[n - 1]
     except LlmError as exc:
-        yield Failure(stage="generate", message=str(exc))
+        log.warning("generation failed: %s", exc)
+        yield Failure(stage="generate", message=public(str(exc)))
         return
     clock.lap("generate", since)
     text = "".join(parts).strip()

@@ -181,3 +181,19 @@ async def test_a_record_that_cannot_even_be_dead_lettered_is_skipped_not_looped(
             await bus.process([record(3)], crash)
     await bus.process([record(3)], crash)  # logged at ERROR and skipped
     assert not bus.failed_before([record(3)])
+
+
+async def test_a_failed_documents_owner_reads_no_internal_url_address_or_path():
+    bus = CapturingBus()
+    reason = (
+        "could not reach http://10.0.0.5:8080/embed: timed out; qdrant.internal.svc:6333 refused;"
+        " cannot open /var/lib/ragbus/blobs/acme/ab/cdef.pdf"
+    )
+    value = b'{"tenant_id": "acme", "document_id": "doc", "version": "v1"}'
+    await bus.dead_letter(raw(b"doc", value), reason, "EmbeddingUnavailable")
+    (_, (letter,)), (topic, (update,)) = bus.sent
+    assert letter.error == reason  # operators read it whole
+    assert topic == "document.status"
+    for internal in ("10.0.0.5", "8080", "qdrant.internal", "6333", "/var/lib", "cdef.pdf"):
+        assert internal not in update.reason
+    assert update.reason.startswith("chunker: could not reach <url>: timed out")

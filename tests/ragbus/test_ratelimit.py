@@ -69,7 +69,7 @@ def test_retry_after_is_whole_seconds_never_zero(wait, header):
 
 
 def refused_count() -> float:
-    labels = {"service": "probe", "tenant": "acme"}
+    labels = {"service": "probe"}
     return REGISTRY.get_sample_value("ragbus_rate_limited_total", labels) or 0.0
 
 
@@ -83,6 +83,9 @@ async def test_the_request_after_the_burst_gets_429_for_that_key_only():
         assert int(limited.headers["Retry-After"]) >= 1
         assert "0.001 requests/s per API key (burst 3)" in limited.json()["detail"]
         assert refused_count() == before + 1
+        exported = (await client.get("/metrics")).text
+        assert "ragbus_rate_limited_total" in exported
+        assert "acme" not in exported and "beta" not in exported, "tenant names on /metrics"
 
         other = await client.get("/v1/whoami", headers=bearer("key-b"))
         assert (other.status_code, other.json()) == (200, {"tenant": "beta"})

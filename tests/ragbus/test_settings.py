@@ -31,10 +31,11 @@ def test_with_keys_any_address_may_be_bound(monkeypatch):
     assert settings.tenant_keys == {"key-a": "acme", "key-b": "beta", "key-c": "acme"}
 
 
-@pytest.mark.parametrize("entry", ["justakey", ":acme", "key:"])
-def test_a_key_without_a_tenant_is_refused(entry):
-    with pytest.raises(ValidationError, match="is not key:tenant"):
-        HttpSettings(api_keys=entry)
+@pytest.mark.parametrize("entry", ["s3cr3t-justakey", ":acme", "s3cr3t-key:"])
+def test_a_key_without_a_tenant_is_refused_without_showing_the_key(entry):
+    with pytest.raises(ValidationError, match="entry 2 is not key:tenant") as refused:
+        HttpSettings(api_keys=f"good-key:beta,{entry}")
+    assert "s3cr3t" not in str(refused.value)
 
 
 @pytest.mark.parametrize(("field", "value"), [("rate_limit_per_s", -1.0), ("rate_limit_burst", 0)])

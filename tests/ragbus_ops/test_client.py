@@ -3,7 +3,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ragbus_ops.client import Progress, collect_files, sse_events
+from ragbus_ops.cli import _parser
+from ragbus_ops.client import Progress, api_key, collect_files, sse_events
 
 pytestmark = pytest.mark.unit
 
@@ -74,3 +75,19 @@ async def test_sse_events_are_parsed_in_order():
         ("message", {"plain": True}),
         ("done", {"answer": "Denver [1]"}),
     ]
+
+
+def test_the_key_comes_from_a_file_or_the_environment_never_only_the_command_line(
+    tmp_path, monkeypatch
+):
+    parser = _parser()
+    keyfile = tmp_path / "key"
+    keyfile.write_text("k-from-file\n")
+    monkeypatch.setenv("RAGBUS_API_KEY", "k-from-env")
+    assert api_key(parser.parse_args(["status"])) == "k-from-env"
+    assert api_key(parser.parse_args(["ask", "why?", "--api-key-file", str(keyfile)])) == (
+        "k-from-file"
+    )
+    assert api_key(parser.parse_args(["index", "status", "--api-key", "k-given"])) == "k-given"
+    monkeypatch.delenv("RAGBUS_API_KEY")
+    assert api_key(parser.parse_args(["ingest", "docs"])) is None

@@ -220,6 +220,26 @@ async def test_a_retrieval_failure_ends_the_stream_with_a_retrieve_failure(make_
         await broken.close()
 
 
+class FarStore(FakeStore):
+    def search(self, request, generation=None):
+        raise ConnectionError(
+            "could not reach http://qdrant.internal.svc:6333/collections: refused"
+        )
+
+
+async def test_a_failure_tells_the_tenant_its_kind_never_the_internal_url(make_deps):
+    chat = FakeChatModel(error=LlmError("no answer from http://10.1.2.3:8000/v1 in 30 s"))
+    far = StoreRunner(FarStore())
+    try:
+        for deps, stage in [(make_deps(store=far), "retrieve"), (make_deps(llm=chat), "generate")]:
+            failure = (await ask(deps))[-1]
+            assert isinstance(failure, Failure) and failure.stage == stage
+            assert "<url>" in failure.message
+            assert "internal.svc" not in failure.message and "10.1.2.3" not in failure.message
+    finally:
+        await far.close()
+
+
 async def test_too_large_a_top_k_is_refused(make_deps):
     deps = make_deps()
     events = await ask(deps, top_k=deps.settings.max_top_k + 1)
