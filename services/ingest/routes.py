@@ -2,6 +2,8 @@
 `DELETE /v1/documents/{id}`: a tombstone through the pipeline."""
 
 import asyncio
+import contextlib
+import logging
 from typing import Annotated, Any
 
 import orjson
@@ -18,15 +20,16 @@ from contracts.events import (
 )
 from contracts.ids import sha256_of
 from contracts.status import DocumentTable
-from contracts.topics import DOCUMENT_UPLOADED
+from contracts.topics import DOCUMENT_STATUS, DOCUMENT_UPLOADED, MAX_MESSAGE_BYTES
 from ragbus.adapters.blobs import BlobStore
 from ragbus.auth import Tenant
-from ragbus.bus import Bus
+from ragbus.bus import Bus, encode, status_update
 from ragbus.service import app_state
 
 from .settings import IngestSettings
 from .transform import RejectedUpload, check_upload, clean_filename, is_unchanged, uploaded_event
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["documents"])
 
 
@@ -134,6 +137,13 @@ async def upload_documents(
                 metadata=metadata,
             )
         )
+    for event in events:
+        if (size := len(encode(event))) > MAX_MESSAGE_BYTES:
+            raise HTTPException(
+                413,
+                f"{event.filename}: its metadata makes a {size}-byte event, over the "
+                f"{MAX_MESSAGE_BYTES}-byte message limit",
+            )
     accepted = []
     fresh = []
     for event in events:
@@ -141,15 +151,32 @@ async def upload_documents(
         if record is not None and is_unchanged(record, event):
             accepted.append(_accepted(event, record.state, unchanged=True))
             continue
-        # Status first: a stage's report always precedes its output, so the updates of a
-        # document reach document.status in pipeline order. The board takes it at once, so a
-        # second upload right after this one is judged against it.
-        board.apply(await bus.report(event, DocumentState.RECEIVED, filename=event.filename))
         fresh.append(event)
         accepted.append(_accepted(event, DocumentState.RECEIVED))
     if fresh:
-        await bus.publish(DOCUMENT_UPLOADED, fresh)
+        await _pass_on(fresh, bus, board)
     return AcceptedDocuments(documents=accepted)
+
+
+async def _pass_on(events: list[DocumentUploaded], bus: Bus, board: DocumentTable) -> None:
+    """RECEIVED, then the uploads. Status first: a stage's report always precedes its output,
+    so the updates of a document reach document.status in pipeline order; the board takes it
+    at once, so a second upload right after this one is judged against it. When the uploads
+    cannot be published, the documents are FAILED with the reason (reported where the broker
+    still takes it, and on the board in any case), so sending them again is not "unchanged"."""
+    try:
+        for event in events:
+            board.apply(await bus.report(event, DocumentState.RECEIVED, filename=event.filename))
+        await bus.publish(DOCUMENT_UPLOADED, events)
+    except Exception as exc:
+        log.exception("uploads could not be published")
+        reason = "ingest: the upload could not be passed on to the pipeline; send it again"
+        for event in events:
+            failed = status_update(event, "ingest", DocumentState.FAILED, reason=reason)
+            board.apply(failed)
+            with contextlib.suppress(Exception):
+                await bus.publish(DOCUMENT_STATUS, [failed])
+        raise HTTPException(503, f"{reason} ({type(exc).__name__})") from exc
 
 
 @router.delete(
@@ -167,8 +194,12 @@ async def delete_document(
     record = board.get(tenant, document_id)
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no document {document_id!r}")
-    await bus.publish(
-        DOCUMENT_UPLOADED, [DocumentDeleted(document_id=document_id, tenant_id=tenant)]
+    tombstone = DocumentDeleted(document_id=document_id, tenant_id=tenant)
+    await bus.publish(DOCUMENT_UPLOADED, [tombstone])
+    # This service's view takes the deletion at once: the same bytes uploaded right after it
+    # are a new upload (behind the tombstone on the document's partition), not "unchanged".
+    board.apply(
+        status_update(tombstone, "ingest", DocumentState.DELETED, reason="deletion requested")
     )
     return DeletionAccepted(document_id=document_id, filename=record.filename, status=record.state)
 
