@@ -5,6 +5,8 @@ starts (it never waits for new letters). `replay` re-publishes each selected let
 bytes to its original topic with its original key (so it lands on the document's partition, in
 order with the document's other events) and a `ragbus-replayed-from: <dlq topic>/<partition>/
 <offset>` header, waits for the broker's acks, and only then records the letters as replayed.
+A letter whose document was deleted after it (a tombstone follows its original record) is
+refused with the reason, and recorded as handled: replaying it would bring the document back.
 
 The record is the committed offsets of the consumer group `ragbus-dlq-replay` on the DLQ
 partitions. A committed offset only advances over a contiguous run of handled records (replayed,
@@ -21,7 +23,7 @@ import asyncio
 import base64
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeAlias, get_args
 
@@ -50,6 +52,10 @@ _METADATA_PREFIX = "replayed:"
 Record: TypeAlias = "ConsumerRecord[bytes | None, bytes | None]"
 # A read of the DLQ topics that gets no record for this long means the broker went away.
 STALL_S = 30.0
+DELETED_SINCE = (
+    "its document was deleted after it was dead-lettered: replaying it would bring the document "
+    "back (upload it again instead)"
+)
 
 
 class DlqError(Exception):
@@ -102,6 +108,7 @@ class Entry:
 class ReplayResult:
     replayed: list[Entry]  # re-published (or, in a dry run, to be)
     unreadable: list[Entry]  # passed over: not letters this command can replay
+    refused: list[tuple[Entry, str]] = field(default_factory=list)  # handled, never replayed
 
 
 def original_value(letter: DeadLetter) -> bytes:
@@ -162,12 +169,66 @@ async def replay(
             tp: OffsetAndMetadata(state.committed, state.metadata(tp))
             for tp, state in progress.items()
         }
-        letters = [entry for entries in chosen.values() for entry in entries]
+        chosen_letters = [entry for entries in chosen.values() for entry in entries]
+        deleted = await _deleted_since(bootstrap, chosen_letters)
+        refused = [(entry, DELETED_SINCE) for entry in chosen_letters if entry.position in deleted]
+        letters = [entry for entry in chosen_letters if entry.position not in deleted]
         unreadable = [entry for part in partitions for entry in part.entries if not entry.letter]
         if not dry_run:
             await _publish(bootstrap, [(e.position, e.letter) for e in letters if e.letter])
             await consumer.commit(commits)
-    return ReplayResult(letters, unreadable)
+    return ReplayResult(letters, unreadable, refused)
+
+
+async def _deleted_since(bootstrap: str, entries: Sequence[Entry]) -> set[str]:
+    """The positions of the letters whose document was deleted after them: a tombstone of the
+    document follows the letter's original record on its partition (a tombstone travels along
+    every topic a document's events do). Replaying such a letter would bring the document
+    back."""
+    keyed: dict[TopicPartition, dict[bytes, list[tuple[int, str]]]] = {}
+    for entry in entries:
+        letter = entry.letter
+        if letter is None or letter.key is None:
+            continue
+        tp = TopicPartition(letter.topic, letter.partition)
+        keyed.setdefault(tp, {}).setdefault(letter.key.encode(), []).append(
+            (letter.offset, entry.position)
+        )
+    if not keyed:
+        return set()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        client_id=CLIENT_ID,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",  # an original compacted away: read from what is left
+        max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
+    )
+    await consumer.start()
+    try:
+        consumer.assign(list(keyed))
+        ends = await consumer.end_offsets(list(keyed))
+        starts = {
+            tp: min(offset for letters in keys.values() for offset, _ in letters) + 1
+            for tp, keys in keyed.items()
+        }
+        records = await _read(consumer, {tp: min(starts[tp], ends[tp]) for tp in keyed}, ends)
+    finally:
+        await consumer.stop()
+    deleted = set()
+    for tp, got in records.items():
+        for record in got:
+            letters = keyed[tp].get(record.key or b"", [])
+            if letters and _is_tombstone(record.value):
+                deleted |= {position for offset, position in letters if offset < record.offset}
+    return deleted
+
+
+def _is_tombstone(value: bytes | None) -> bool:
+    try:
+        event = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(event, dict) and event.get("kind") == "deleted"
 
 
 @dataclass(frozen=True)
@@ -451,6 +512,9 @@ def _show_replay(console: Console, result: ReplayResult, dry_run: bool) -> None:
         console.print(_table(result.replayed, replayed_column=False))
     for entry in result.unreadable:
         console.print(f"[yellow]{passed}[/] {entry.position}: {escape(entry.problem or '')}")
+    refused = "would refuse" if dry_run else "refused"
+    for entry, reason in result.refused:
+        console.print(f"[yellow]{refused}[/] {entry.position}: {escape(reason)}")
 
 
 def _table(entries: list[Entry], replayed_column: bool) -> Table:

@@ -15,7 +15,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
-from contracts.events import DeadLetter, DocumentUploaded, Stage
+from contracts.events import DeadLetter, DocumentDeleted, DocumentUploaded, Stage
 from contracts.topics import CHUNKS_READY, DOCUMENT_UPLOADED, dlq
 from deploy.kafka.launcher import free_ports
 from ragbus_ops.cli import main
@@ -324,3 +324,41 @@ def test_the_command_fails_with_a_message_when_the_broker_is_unreachable(capsys)
     out = capsys.readouterr()
     assert "dlq replay failed: cannot reach the Kafka broker" in out.out
     assert "Traceback" not in out.out + out.err
+
+
+@pytest.mark.integration
+async def test_a_letter_of_a_document_deleted_since_is_refused_with_the_reason(idle_broker):
+    tenant, gone, kept = unique("tenant"), unique("doc"), unique("doc")
+    producer = AIOKafkaProducer(bootstrap_servers=idle_broker, acks="all")
+    await producer.start()
+    try:
+        originals = {
+            doc: await producer.send_and_wait(
+                DOCUMENT_UPLOADED, uploaded(doc, tenant), key=doc.encode()
+            )
+            for doc in (gone, kept)
+        }
+        tombstone = DocumentDeleted(document_id=gone, tenant_id=tenant)
+        await producer.send_and_wait(
+            DOCUMENT_UPLOADED, tombstone.model_dump_json().encode(), key=gone.encode()
+        )
+    finally:
+        await producer.stop()
+    await write(
+        idle_broker,
+        [
+            letter(DOCUMENT_UPLOADED, doc, tenant, uploaded(doc, tenant)).model_copy(
+                update={"partition": sent.partition, "offset": sent.offset}
+            )
+            for doc, sent in originals.items()
+        ],
+    )
+    selection = Selection(tenant_id=tenant)
+
+    result = await replay(idle_broker, selection)
+
+    assert [entry.letter.document_id for entry in result.replayed] == [kept]
+    ((entry, reason),) = result.refused
+    assert entry.letter.document_id == gone and "deleted after it" in reason
+    again = await replay(idle_broker, selection)
+    assert (again.replayed, again.refused) == ([], [])  # handled: never refused twice
