@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
+from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -53,6 +54,43 @@ class Observed:
             metrics.HTTP_SECONDS.labels(self.service, scope["method"], path, status).observe(
                 time.perf_counter() - started
             )
+
+
+class BodyLimit:
+    """ASGI middleware: a request body counted as it streams, chunked or not, and refused with
+    a 413 that names the limit as soon as it passes it (a declared length at once), so no body
+    larger than the limit is ever held. Starlette's own limiter answers a bare text/plain
+    "Content Too Large" in place of a route's own, more telling 413."""
+
+    def __init__(self, app: ASGIApp, limit: int, setting: str) -> None:
+        self.app = app
+        self.limit = limit
+        self.setting = setting
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.limit:
+            await JSONResponse({"detail": self._refusal(int(declared))}, 413)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    # An HTTPException: FastAPI and the routes pass it on, and it is answered.
+                    raise HTTPException(413, self._refusal(received))
+            return message
+
+        await self.app(scope, counted, send)
+
+    def _refusal(self, size: int) -> str:
+        return f"request body of {size}+ bytes is over the {self.limit}-byte limit ({self.setting})"
 
 
 class KeyGate:
@@ -113,6 +151,7 @@ def create_service_app(
     shutdown: Sequence[Hook] = (),
     description: str = "",
     state: Mapping[str, object] | None = None,
+    max_body_bytes: tuple[int, str] | None = None,
 ) -> FastAPI:
     """A FastAPI app with `/healthz` and `/metrics`; `startup` hooks run before the broker
     starts consuming (load models, open stores), `started` hooks once it consumes and before
@@ -120,7 +159,9 @@ def create_service_app(
 
     `settings`, `broker` and the entries of `state` are set on `app.state`, where `KeyGate`
     and the routes' dependencies (`app_state`) read them. With `lag` (a consumer group and its
-    topic), the group's lag is exported on `/metrics` from `started` until shutdown."""
+    topic), the group's lag is exported on `/metrics` from `started` until shutdown. Request
+    bodies are counted as they stream and refused (413) past `max_body_bytes` (a limit and the
+    setting that gives it; default the settings' `max_body_bytes`)."""
     if lag is not None:
         group, topic = lag
         watch_lag, stop_watching = lag_hooks(
@@ -148,6 +189,8 @@ def create_service_app(
         description=description,
         lifespan=lifespan,
     )
+    limit, setting = max_body_bytes or (settings.max_body_bytes, "RAGBUS_MAX_BODY_BYTES")
+    app.add_middleware(BodyLimit, limit=limit, setting=setting)
     app.add_exception_handler(RequestValidationError, invalid_request)
     # Added before `Observed`, so it runs inside it: rejected requests are measured too.
     app.add_middleware(KeyGate, service=title)

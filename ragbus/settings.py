@@ -51,6 +51,12 @@ class HttpSettings(RagbusSettings):
     api_keys: str = Field(
         default="", description='"key:tenant,key2:tenant2"; empty = single tenant'
     )
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1,
+        description="the most a request body may hold, counted as it streams (chunked or not): "
+        "413 as soon as it is passed",
+    )
     rate_limit_per_s: float = Field(
         default=100.0,
         ge=0,

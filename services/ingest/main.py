@@ -39,6 +39,8 @@ def create_app(settings: IngestSettings, adapters: IngestAdapters | None = None)
         broker=broker,
         routers=[router],
         description="Upload documents (each becomes a `document.uploaded` event) and delete them.",
+        # Files stream to disk as they arrive (a JSON body is capped lower, in its route).
+        max_body_bytes=(settings.max_request_bytes, "RAGBUS_MAX_REQUEST_BYTES"),
         state={
             "blobs": BlobStore(settings.blob_dir) if given.blobs is None else given.blobs,
             "bus": bus,

@@ -113,7 +113,6 @@ async def upload_documents(
     a document uploaded again unchanged is not processed again."""
     content_type = request.headers.get("content-type", "")
     try:
-        _check_declared_length(request, settings)
         if content_type.startswith("multipart/form-data"):
             uploads = await _read_multipart(request, settings)
         elif content_type.startswith("application/json"):
@@ -204,17 +203,6 @@ async def delete_document(
     return DeletionAccepted(document_id=document_id, filename=record.filename, status=record.state)
 
 
-def _check_declared_length(request: Request, settings: IngestSettings) -> None:
-    """Refuse a body declared too large before reading a byte of it."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > settings.max_request_bytes:
-        raise RejectedUpload(
-            413,
-            f"request of {declared} bytes is over the {settings.max_request_bytes}-byte limit "
-            "(RAGBUS_MAX_REQUEST_BYTES); send fewer files per request",
-        )
-
-
 def _accepted(event: DocumentUploaded, state: DocumentState, unchanged: bool = False) -> Accepted:
     return Accepted(
         document_id=event.document_id,
@@ -230,9 +218,9 @@ Upload = tuple[str, bytes, str | None, str | None, Metadata]
 
 
 async def _read_multipart(request: Request, settings: IngestSettings) -> list[Upload]:
-    form = await request.form(
-        max_files=settings.max_files_per_request, max_part_size=settings.max_upload_bytes
-    )
+    # Fields other than files (the metadata) are held in memory: 1 MiB each at most. Files
+    # spool to disk as they arrive, within the request's limit.
+    form = await request.form(max_files=settings.max_files_per_request, max_part_size=1024 * 1024)
     files = [item for item in form.getlist("files") if isinstance(item, UploadFile)]
     if not files:
         raise RejectedUpload(400, "no files: send one or more multipart fields named 'files'")
@@ -266,9 +254,17 @@ def _parse_metadata(raw: object) -> Metadata:
 
 
 async def _read_json(request: Request, settings: IngestSettings) -> list[Upload]:
-    body = await request.body()
-    if len(body) > settings.max_upload_bytes:
-        raise RejectedUpload(413, f"body over the {settings.max_upload_bytes}-byte limit")
+    limit = settings.max_json_bytes
+    parts = []
+    size = 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            raise RejectedUpload(
+                413, f"JSON body over the {limit}-byte limit (RAGBUS_MAX_JSON_BYTES): send files"
+            )
+        parts.append(part)
+    body = b"".join(parts)
     try:
         documents = TextDocuments.model_validate_json(body).documents
     except ValidationError as exc:

@@ -13,7 +13,15 @@ class IngestSettings(ServiceSettings, BlobSettings):
     port: int = Field(default=8081, validation_alias=AliasChoices("RAGBUS_INGEST_PORT"))
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1, description="per file")
     max_request_bytes: int = Field(
-        default=256 * 1024 * 1024, ge=1, description="per request, refused before it is read"
+        default=256 * 1024 * 1024,
+        ge=1,
+        description="per request, counted as it streams: 413 as soon as it is passed",
+    )
+    max_json_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1,
+        description="per JSON request of text documents (held in memory to be parsed; larger "
+        "texts go as files)",
     )
     max_files_per_request: int = Field(default=1000, ge=1)
     max_text_documents: int = Field(default=1000, ge=1)

@@ -102,13 +102,30 @@ def test_the_same_bytes_uploaded_right_after_a_delete_are_processed_not_unchange
 
 def test_metadata_that_would_make_the_event_too_large_is_a_413_before_anything_is_sent(roomy):
     client, app = roomy
-    metadata = orjson.dumps({"notes": "x" * MAX_MESSAGE_BYTES}).decode()
-    name = f"{uuid.uuid4().hex}.txt"
-    response = client.post(
-        "/v1/documents",
-        files=[("files", (name, b"a small note", "text/plain"))],
-        data={"metadata": metadata},
-    )
+    name = uuid.uuid4().hex
+    document = {
+        "text": "a small note",
+        "title": name,
+        "metadata": {"notes": "x" * MAX_MESSAGE_BYTES},
+    }
+    response = client.post("/v1/documents", json={"documents": [document]})
     assert response.status_code == 413
     assert "message limit" in response.json()["detail"]
-    assert app.state.board.get(DEFAULT_TENANT, document_id(DEFAULT_TENANT, name)) is None
+    assert app.state.board.get(DEFAULT_TENANT, document_id(DEFAULT_TENANT, f"{name}.txt")) is None
+
+
+def test_a_metadata_field_over_a_mebibyte_is_refused_while_it_streams(roomy):
+    client, _ = roomy
+    response = client.post(
+        "/v1/documents",
+        files=[("files", (f"{uuid.uuid4().hex}.txt", b"a note", "text/plain"))],
+        data={"metadata": orjson.dumps({"notes": "x" * 2 * 1024 * 1024}).decode()},
+    )
+    assert response.status_code == 400 and "maximum size" in response.text
+
+
+def test_a_json_body_over_its_limit_is_a_413(kafka_broker, tmp_path):
+    settings = IngestSettings(kafka_bootstrap=kafka_broker, data_dir=tmp_path, max_json_bytes=1000)
+    with TestClient(create_app(settings=settings)) as client:
+        response = client.post("/v1/documents", json={"documents": [{"text": "x" * 2000}]})
+    assert response.status_code == 413 and "RAGBUS_MAX_JSON_BYTES" in response.text
