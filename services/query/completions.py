@@ -10,29 +10,49 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Self
 
 import orjson
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ragbus.auth import Tenant
 
-from .models import Citation, Done, Failure, Filters, Mode, QueryRequest, Token, TopK
+from .models import (
+    QUESTION_CHARS,
+    Citation,
+    Done,
+    Failure,
+    Filters,
+    Mode,
+    QueryRequest,
+    Token,
+    TopK,
+)
 from .pipeline import answer
 from .routes import FAILURE_STATUS, Deps
 from .transform import Exchange
 
 log = logging.getLogger(__name__)
+# A conversation sent whole with each request is bounded: the turns a rewrite reads are the last
+# `history_turns` anyway.
+MAX_MESSAGES = 256
+MAX_MESSAGE_CHARS = 32_000
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    role: str
+    role: str = Field(max_length=32)
     content: str | list[dict[str, Any]] | None = None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Self:
+        if len(self.text) > MAX_MESSAGE_CHARS:
+            raise ValueError(f"a message holds at most {MAX_MESSAGE_CHARS} characters")
+        return self
 
     @property
     def text(self) -> str:
@@ -47,7 +67,7 @@ class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     stream: bool = False
     top_k: TopK = 5
     filters: Filters = Field(default_factory=dict)
@@ -103,7 +123,7 @@ async def chat_completions(
             "invalid_messages",
         )
     request = QueryRequest(
-        question=question[:4000],
+        question=question[:QUESTION_CHARS],
         top_k=body.top_k,
         filters=body.filters,
         mode=body.mode,
@@ -111,7 +131,7 @@ async def chat_completions(
     )
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
-    events = answer(deps, tenant, request, history)
+    events = answer(deps, tenant, request, history[-deps.settings.history_turns :])
     if body.stream:
         return StreamingResponse(
             _chunks(events, completion_id, created, alias),

@@ -7,6 +7,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 Mode = Literal["dense", "sparse", "hybrid"]
 # Exact matches: a string, a 64-bit integer or a boolean (floats and null match nothing exactly).
 FilterValue = StrictBool | Annotated[int, Field(strict=True, ge=-(2**63), le=2**63 - 1)] | StrictStr
+# A question as retrieval takes it (a longer one is refused, or cut from a conversation).
+QUESTION_CHARS = 4000
 # No setting of `max_top_k` goes beyond this.
 TOP_K_LIMIT = 1_000
 TopK = Annotated[int, Field(ge=1, le=TOP_K_LIMIT)]
@@ -21,7 +23,7 @@ Filters = Annotated[
 class QueryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    question: str = Field(min_length=1, max_length=4000)
+    question: str = Field(min_length=1, max_length=QUESTION_CHARS)
     top_k: TopK = 5
     filters: Filters = Field(default_factory=dict)
     mode: Mode = "hybrid"

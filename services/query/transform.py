@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ragbus.ports import Hit, Message
 from ragbus.sparse import terms
 
-from .models import Citation
+from .models import QUESTION_CHARS, Citation
 
 NOT_IN_DOCUMENTS = "not in the documents"
 NO_PASSAGES = (
@@ -84,7 +84,7 @@ def rewrite_messages(history: Sequence[Exchange], question: str) -> list[Message
     lines = []
     for turn in history:
         answer = turn.answer[:HISTORY_ANSWER_CHARS]
-        lines += [f"User: {turn.question}", f"Assistant: {answer}"]
+        lines += [f"User: {turn.question[:QUESTION_CHARS]}", f"Assistant: {answer}"]
     conversation = "\n".join(lines)
     return [
         {"role": "system", "content": REWRITE_INSTRUCTIONS},
@@ -102,8 +102,10 @@ def standalone_from(rewritten: str, history: Sequence[Exchange], question: str) 
     if line.lower().startswith("standalone question:"):
         line = line.split(":", 1)[1].strip()
     if line:
-        return line
-    return f"{history[-1].question} {question}" if history else question
+        return line[:QUESTION_CHARS]
+    if not history:
+        return question
+    return f"{history[-1].question[: QUESTION_CHARS // 2]} {question}"[:QUESTION_CHARS]
 
 
 def cited_numbers(answer: str, available: int) -> list[int]:

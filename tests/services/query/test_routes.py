@@ -408,3 +408,20 @@ async def test_odd_values_through_the_openai_route_are_a_422_too(service):
     response = await client.post("/v1/chat/completions", json=body, headers=auth("key-acme"))
     assert response.status_code == 422
     assert "filters" in response.text and "top_k" in response.text
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"role": "user", "content": "what is etcd?"}] * 300,
+        [{"role": "user", "content": "x" * 40_000}],
+        [{"role": "user", "content": [{"type": "text", "text": "x" * 40_000}]}],
+    ],
+    ids=["too-many-messages", "too-long-a-message", "too-long-in-parts"],
+)
+async def test_a_conversation_sent_whole_is_bounded(service, messages):
+    client = await service()
+    body = {"model": "ragbus", "messages": messages}
+    response = await client.post("/v1/chat/completions", json=body, headers=auth("key-acme"))
+    assert response.status_code == 422, response.text[:200]
+    assert len(response.text) < 2000

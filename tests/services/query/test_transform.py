@@ -1,6 +1,7 @@
 import pytest
 
 from ragbus.ports import Hit
+from services.query.models import QUESTION_CHARS
 from services.query.transform import (
     NOT_IN_DOCUMENTS,
     Exchange,
@@ -97,3 +98,9 @@ def test_extractive_answer_says_there_is_no_model_and_cites_the_best_passage():
 def test_an_answer_without_citations_is_attributed_to_the_passage_holding_it(answer, expected):
     source = attributed(answer, citations_of(HITS))
     assert (source.chunk_id if source else None) == expected
+
+
+def test_the_fallback_query_of_a_failed_rewrite_is_never_longer_than_a_question():
+    history = [Exchange("y" * 100_000, "an answer")]
+    query = standalone_from("", history, "and what about z?")
+    assert len(query) <= QUESTION_CHARS and query.endswith("and what about z?")
