@@ -8,7 +8,8 @@ moves forward, so a stage's redelivered update never moves a document back; an i
 (a dead letter replayed after a fix, a producer publishing it again) starts the record afresh.
 """
 
-from datetime import datetime
+from collections import deque
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
 
@@ -109,17 +110,34 @@ def _timings(entered: dict[DocumentState, datetime]) -> dict[str, float]:
 class DocumentTable:
     """Every document's record, folded from `document.status`: what the status service serves
     and what the ingest service consults (an unchanged re-upload, a document a tenant may
-    delete)."""
+    delete). A DELETED record is forgotten `deleted_retention` after its deletion (measured on
+    the updates' own times), so the table holds the documents that exist and the recent
+    deletions, not every document ever seen."""
 
-    def __init__(self) -> None:
+    def __init__(self, deleted_retention: timedelta | None = None) -> None:
         self.records: dict[str, DocumentRecord] = {}
+        self.deleted_retention = deleted_retention
+        self._deletions: deque[tuple[datetime, str]] = deque()
 
     def apply(self, update: StatusUpdate) -> DocumentRecord | None:
         """Fold one update in; the changed record, or None when nothing changed."""
         record = fold(self.records.get(update.document_id), update)
         if record is not None:
             self.records[update.document_id] = record
+            if record.state is DocumentState.DELETED:
+                self._deletions.append((record.updated_at, record.document_id))
+        self._forget_deleted(update.occurred_at)
         return record
+
+    def _forget_deleted(self, now: datetime) -> None:
+        if self.deleted_retention is None:
+            return
+        while self._deletions and now - self._deletions[0][0] > self.deleted_retention:
+            deleted_at, document_id = self._deletions.popleft()
+            record = self.records.get(document_id)
+            # Unless the document came back (or was deleted again later) since.
+            if record and record.state is DocumentState.DELETED and record.updated_at == deleted_at:
+                del self.records[document_id]
 
     def get(self, tenant_id: str, document_id: str) -> DocumentRecord | None:
         record = self.records.get(document_id)
@@ -128,9 +146,12 @@ class DocumentTable:
     def list(
         self, tenant_id: str, state: DocumentState | None = None, limit: int | None = None
     ) -> list[DocumentRecord]:
+        # A copy first, taken in one step: another thread may fold updates in meanwhile (a
+        # generator over the live dict raised "dictionary changed size during iteration").
+        everything = list(self.records.values())
         matching = (
             record
-            for record in self.records.values()
+            for record in everything
             if record.tenant_id == tenant_id and (state is None or record.state is state)
         )
         return sorted(matching, key=lambda record: record.updated_at, reverse=True)[:limit]

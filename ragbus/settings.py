@@ -7,6 +7,7 @@ and log level, so a composed class reads each variable under one name only.
 """
 
 import ipaddress
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Literal, Self
@@ -97,6 +98,17 @@ class HttpSettings(RagbusSettings):
 
 class ServiceSettings(KafkaSettings, HttpSettings):
     """What every service reads: the broker and the HTTP shell (`ragbus.service`)."""
+
+    deleted_retention_s: float = Field(
+        default=24 * 3600,
+        gt=0,
+        description="how long a DELETED document stays in the status and ingest services' "
+        "tables after its deletion",
+    )
+
+    @property
+    def deleted_retention(self) -> timedelta:
+        return timedelta(seconds=self.deleted_retention_s)
 
 
 class StoreSettings(RagbusSettings):

@@ -31,7 +31,7 @@ def create_app(settings: IngestSettings, adapters: IngestAdapters | None = None)
     broker = create_broker(settings, "ingest")
     bus = Bus(broker, "ingest", {DOCUMENT_UPLOADED: DocumentUploaded})
     # What the documents are now: tells an unchanged re-upload, and what a tenant may delete.
-    board = DocumentTable()
+    board = DocumentTable(settings.deleted_retention)
     follow(broker, board, "ingest")
     return create_service_app(
         "ingest",

@@ -24,7 +24,7 @@ class StatusAdapters:
 
 def create_app(settings: StatusSettings, adapters: StatusAdapters | None = None) -> FastAPI:
     broker = create_broker(settings, "status")
-    board = StatusBoard()
+    board = StatusBoard(settings.deleted_retention)
     follow(broker, board, "status", Bus(broker, "status", consumes=[DOCUMENT_STATUS]))
     return create_service_app(
         "status",

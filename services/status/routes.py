@@ -13,6 +13,7 @@ from ragbus.auth import Tenant
 from ragbus.service import app_state
 from ragbus.sse import event_stream, frame
 from services.status.board import StatusBoard
+from services.status.settings import StatusSettings
 
 router = APIRouter(prefix="/v1/documents", tags=["status"])
 
@@ -42,14 +43,21 @@ def view(record: DocumentRecord) -> DocumentStatus:
 
 
 Board = Annotated[StatusBoard, Depends(app_state("board"))]
+Settings = Annotated[StatusSettings, Depends(app_state("settings"))]
 
 
 @router.get("/stream", response_class=EventSourceResponse)
 async def stream_status(
-    tenant: Tenant, board: Board, document_id: str | None = None
+    tenant: Tenant, board: Board, settings: Settings, document_id: str | None = None
 ) -> EventSourceResponse:
     """SSE: the current state of the tenant's documents (or one) as `state` events, a `ready`
-    event, then every change as it happens."""
+    event, then every change as it happens. A tenant holds a bounded number open at once."""
+    if board.streams(tenant) >= settings.max_streams_per_tenant:
+        raise HTTPException(
+            429,
+            f"{settings.max_streams_per_tenant} status streams are open for this tenant "
+            "(RAGBUS_MAX_STREAMS_PER_TENANT): close one first",
+        )
 
     async def frames() -> AsyncIterator[ServerSentEvent]:
         sent = 0

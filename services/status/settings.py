@@ -8,9 +8,12 @@ from ragbus.settings import ServiceSettings
 
 
 class StatusSettings(ServiceSettings):
-    """The broker and the HTTP shell."""
+    """The broker, the HTTP shell, and how many status streams a tenant may hold open."""
 
     port: int = Field(default=8083, validation_alias=AliasChoices("RAGBUS_STATUS_PORT"))
+    max_streams_per_tenant: int = Field(
+        default=32, ge=1, description="SSE status streams one tenant may hold open at once"
+    )
 
 
 @cache

@@ -1,10 +1,11 @@
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from contracts.events import DocumentState, StatusUpdate
 from contracts.events import DocumentState as S
-from contracts.events import StatusUpdate
-from contracts.status import fold
+from contracts.status import DocumentTable, fold
 
 pytestmark = pytest.mark.unit
 
@@ -120,3 +121,57 @@ def test_another_tenants_update_never_touches_a_record():
     intruder = update(S.DELETED, 9, version=None).model_copy(update={"tenant_id": "other"})
     assert fold(record, intruder) is None
     assert fold(record, HAPPY[0].model_copy(update={"tenant_id": "other"})) is None
+
+
+def test_a_deleted_document_is_forgotten_once_its_retention_has_passed():
+    table = DocumentTable(deleted_retention=timedelta(hours=1))
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+
+    def at(minutes: int, document_id: str, state: DocumentState) -> StatusUpdate:
+        return StatusUpdate(
+            document_id=document_id,
+            tenant_id="acme",
+            stage="indexer",
+            state=state,
+            version="v1",
+            occurred_at=start + timedelta(minutes=minutes),
+        )
+
+    table.apply(at(0, "gone", DocumentState.DELETED))
+    table.apply(at(0, "back", DocumentState.DELETED))
+    table.apply(at(10, "back", DocumentState.RECEIVED))  # uploaded again: it exists
+    table.apply(at(30, "other", DocumentState.INDEXED))
+    assert table.get("acme", "gone") is not None  # within the hour
+    table.apply(at(61, "other", DocumentState.INDEXED))
+    assert table.get("acme", "gone") is None
+    assert table.get("acme", "back").state is DocumentState.RECEIVED
+
+
+def test_listing_from_another_thread_while_updates_fold_in_is_safe():
+    table = DocumentTable()
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def list_repeatedly() -> None:
+        try:
+            while not done.is_set():
+                table.list("acme")
+        except BaseException as exc:  # what the listing raised, for the assertion
+            errors.append(exc)
+
+    reader = threading.Thread(target=list_repeatedly)
+    reader.start()
+    try:
+        for n in range(30_000):
+            table.apply(
+                StatusUpdate(
+                    document_id=f"d{n}",
+                    tenant_id="acme",
+                    stage="ingest",
+                    state=DocumentState.RECEIVED,
+                )
+            )
+    finally:
+        done.set()
+        reader.join()
+    assert errors == []

@@ -1,9 +1,12 @@
 import asyncio
 
 import pytest
+from fastapi import HTTPException
 
 from contracts.events import DocumentState, StatusUpdate
 from services.status.board import StatusBoard
+from services.status.routes import stream_status
+from services.status.settings import StatusSettings
 
 pytestmark = pytest.mark.unit
 
@@ -39,3 +42,18 @@ def test_get_and_list_never_cross_tenants():
     assert board.get("t2", "a") is None
     assert [r.document_id for r in board.list("t2")] == ["b"]
     assert board.list("t2", DocumentState.RECEIVED) == []
+
+
+async def test_a_tenant_may_hold_only_so_many_status_streams_open():
+    board = StatusBoard()
+    settings = StatusSettings(max_streams_per_tenant=2)
+    watchers = [board.watch("acme") for _ in range(2)]
+    for watcher in watchers:
+        assert await anext(watcher) is None  # "ready": watching from now on
+    with pytest.raises(HTTPException) as refused:
+        await stream_status("acme", board, settings)
+    assert refused.value.status_code == 429
+    assert "RAGBUS_MAX_STREAMS_PER_TENANT" in refused.value.detail
+    await stream_status("beta", board, settings)  # another tenant is not held back
+    await watchers[0].aclose()
+    await stream_status("acme", board, settings)  # a stream closed frees its place
