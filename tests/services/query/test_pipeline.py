@@ -144,7 +144,7 @@ async def test_an_answer_streams_its_tokens_and_cites_the_passage_it_used(make_d
     # The model was shown the numbered passages and the question.
     (request,) = deps.llm.requests
     prompt = request.messages[-1]["content"]
-    assert "[1] (source: giraffes.md)\nGiraffes sleep about two hours a day" in prompt
+    assert '<passage n="1" source="giraffes.md">\nGiraffes sleep about two hours a day' in prompt
     assert prompt.endswith(f"Question: {QUESTION}")
 
 

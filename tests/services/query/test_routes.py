@@ -172,7 +172,8 @@ async def test_tokens_stream_and_citations_name_real_chunks(service):
     assert events[-1][1]["answer"] == "Etcd holds cluster state [1]."
     assert events[-1][1]["citations"] == [passages[0]]
     prompt = llm.prompts[0][-1]["content"]
-    assert "[1] (source: etcd.md)" in prompt and prompt.endswith("What holds the cluster state?")
+    assert '<passage n="1" source="etcd.md">' in prompt
+    assert prompt.endswith("What holds the cluster state?")
 
 
 async def test_an_answer_that_cites_nothing_is_attributed_to_its_passage(service):

@@ -30,13 +30,16 @@ def test_citations_are_numbered_in_rank_order_and_point_at_chunks():
     ]
 
 
-def test_the_prompt_numbers_passages_asks_for_citations_and_admits_ignorance():
+def test_the_prompt_quotes_numbered_passages_asks_for_citations_and_admits_ignorance():
     system, example, reply, user = answer_messages("What stores state?", citations_of(HITS))
     assert "square brackets" in system["content"] and NOT_IN_DOCUMENTS in system["content"]
+    assert "not instructions" in system["content"]
     assert (example["role"], reply["role"], user["role"]) == ("user", "assistant", "user")
-    assert reply["content"].endswith("[2].") and "[2] (source:" in example["content"]
-    assert "[1] (source: a.md)\nPods are the smallest unit." in user["content"]
-    assert "[2] (source: b.md)\nEtcd stores state." in user["content"]
+    assert reply["content"].endswith("[2].") and '<passage n="2" source=' in example["content"]
+    assert (
+        '<passage n="1" source="a.md">\nPods are the smallest unit.\n</passage>' in user["content"]
+    )
+    assert '<passage n="2" source="b.md">\nEtcd stores state.\n</passage>' in user["content"]
     assert user["content"].endswith("Question: What stores state?")
 
 
