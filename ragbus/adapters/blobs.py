@@ -29,6 +29,18 @@ class BlobStore:
             os.replace(handle.name, path)
         return path.as_uri(), digest
 
+    def remove(self, uri: str) -> bool:
+        """Remove the blob behind `uri` when it is one of this store's; whether it was."""
+        parsed = urlparse(uri)
+        path = Path(unquote(parsed.path)).resolve()
+        if parsed.scheme != "file" or not path.is_relative_to(self.root) or path == self.root:
+            return False
+        try:
+            path.unlink()
+        except (FileNotFoundError, IsADirectoryError):
+            return False
+        return True
+
 
 def read_blob(uri: str, max_bytes: int, roots: Sequence[Path]) -> bytes:
     """Read the bytes behind a `file://` URI inside one of `roots`, refusing anything larger

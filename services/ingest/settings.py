@@ -24,6 +24,14 @@ class IngestSettings(ServiceSettings, BlobSettings):
         "texts go as files)",
     )
     max_files_per_request: int = Field(default=1000, ge=1)
+    blob_grace_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="how long a blob no document uses any more is kept before it is removed",
+    )
+    blob_sweep_s: float = Field(
+        default=60.0, gt=0, description="how often the blobs no document uses are looked for"
+    )
     max_text_documents: int = Field(default=1000, ge=1)
 
 
