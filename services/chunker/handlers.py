@@ -25,7 +25,8 @@ from ragbus.stage import Outcome
 
 from .parsers import UnreadableDocument
 
-ReadBlob = Callable[[str], bytes]
+# (blob URI, the event's tenant) → the bytes.
+ReadBlob = Callable[[str, str], bytes]
 """The bytes behind a blob URI (raises `BlobError`)."""
 Split = Callable[[DocumentUploaded, bytes], list[ChunksReady]]
 """A document's chunks, in batches (raises `UnreadableDocument`)."""
@@ -61,7 +62,7 @@ async def chunk(event: DocumentUploaded, read: ReadBlob, split: Split, outcome: 
     """Read the document's blob, parse and split it (both off the event loop)."""
     started = time.perf_counter()
     try:
-        data = await asyncio.to_thread(read, event.blob_uri)
+        data = await asyncio.to_thread(read, event.blob_uri, event.tenant_id)
     except BlobError as exc:
         outcome.reject(event, str(exc), type(exc).__name__, event.version)
         return

@@ -44,8 +44,9 @@ def create_app(settings: ChunkerSettings, adapters: ChunkerAdapters | None = Non
     given = adapters or ChunkerAdapters()
     owned: list[Hook] = []
 
-    def read(uri: str) -> bytes:
-        return read_blob(uri, settings.max_blob_bytes, settings.readable_blob_roots)
+    def read(uri: str, tenant_id: str) -> bytes:
+        roots = settings.readable_blob_roots
+        return read_blob(uri, settings.max_blob_bytes, roots, tenant_id, settings.blob_dir)
 
     split_for: SplitFor
     if given.split is not None:

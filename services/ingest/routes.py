@@ -123,7 +123,7 @@ async def upload_documents(
         raise HTTPException(exc.status_code, str(exc)) from exc
     events = []
     for filename, data, file_type, title, metadata in uploads:
-        uri, digest = await asyncio.to_thread(store.put, data)
+        uri, digest = await asyncio.to_thread(store.put, data, tenant)
         events.append(
             uploaded_event(
                 tenant_id=tenant,

@@ -178,7 +178,8 @@ def _upload_good(stack: Stack, label: str, with_tolerated: bool = False) -> list
 
 
 async def _good_onto_the_bus(stack: Stack) -> list[str]:
-    uri, digest = BlobStore(stack.data_dir / "blobs").put(b"Glacier crevasses open in summer.")
+    store = BlobStore(stack.data_dir / "blobs")
+    uri, digest = store.put(b"Glacier crevasses open in summer.", TENANT)
     document_id = f"bad-{RUN}-good-on-the-bus"
     event = _uploaded(document_id, uri, "good-on-the-bus.txt", digest)
     await _send(stack.env["RAGBUS_KAFKA_BOOTSTRAP"], [(DOCUMENT_UPLOADED, document_id, event)])
@@ -241,7 +242,7 @@ async def _onto_the_bus(stack: Stack, cases: Sequence[FileCase]) -> list[Tried]:
     store = BlobStore(stack.data_dir / "blobs")
     tried, messages = [], []
     for number, case in enumerate(cases):
-        uri, digest = store.put(case.data)
+        uri, digest = store.put(case.data, TENANT)
         document_id = f"bad-{RUN}-file-{number:03d}"
         event = _uploaded(
             document_id,
@@ -267,8 +268,10 @@ def _blob_problems(store: BlobStore) -> list[tuple[str, str, str, str | None]]:
     oversized = store.root / f"oversized-{RUN}"
     with oversized.open("wb") as handle:  # sparse: no disk is used
         handle.truncate(ChunkerSettings.model_fields["max_blob_bytes"].default + 1)
-    uri, _ = store.put(b"Content whose digest the event misstates.")
+    uri, _ = store.put(b"Content whose digest the event misstates.", TENANT)
+    theirs, _ = store.put(b"Another tenant's notes.", f"not-{TENANT}")
     return [
+        ("blob-uri", theirs, "stored by another tenant", None),
         ("blob-uri", (store.root / f"missing-{RUN}").as_uri(), "does not exist", None),
         ("blob-uri", "file:///etc/hostname", "outside the blob store", None),
         ("blob-uri", f"{store.root.as_uri()}/{'../' * 30}escape", "outside the blob store", None),

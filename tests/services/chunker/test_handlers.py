@@ -31,7 +31,7 @@ class FakeBlobs:
         self.error = error
         self.read: list[str] = []
 
-    def __call__(self, uri: str) -> bytes:
+    def __call__(self, uri: str, tenant_id: str) -> bytes:
         self.read.append(uri)
         if self.error is not None:
             raise self.error

@@ -49,7 +49,7 @@ def uploaded(uri, filename="a.md", **extra):
 
 
 async def test_a_document_becomes_chunks_and_status_updates(app, tmp_path):
-    uri, _ = BlobStore(tmp_path / "blobs").put(b"# Title\n\nSome text about Kafka.")
+    uri, _ = BlobStore(tmp_path / "blobs").put(b"# Title\n\nSome text about Kafka.", "t")
     broker = app.state.broker
     chunks = collect(broker, CHUNKS_READY, ChunksReady)
     status = collect(broker, DOCUMENT_STATUS, StatusUpdate)

@@ -10,6 +10,8 @@ from fastapi.testclient import TestClient
 
 from contracts.events import DocumentDeleted, DocumentUploaded, GenerationPlan
 from contracts.ids import sha256_of
+from ragbus.adapters.blobs import TENANTS, tenant_key
+from ragbus.settings import DEFAULT_TENANT
 from services.ingest.janitor import BlobReferences
 from services.ingest.main import create_app
 from services.ingest.settings import IngestSettings
@@ -65,7 +67,7 @@ def test_nothing_is_removed_while_a_generation_is_built():
 
 def stored(root: Path, data: bytes) -> Path:
     digest = sha256_of(data)
-    return root / digest[:2] / digest
+    return root / TENANTS / tenant_key(DEFAULT_TENANT) / digest[:2] / digest
 
 
 @pytest.mark.integration
