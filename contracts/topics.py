@@ -63,8 +63,11 @@ def all_topics(partitions: int = DEFAULT_PARTITIONS) -> list[TopicSpec]:
     """
     size = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
     compacted = {**size, "cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+    # The broker stamps each upload with its own clock as it appends it: the chunker takes that
+    # time as the upload's, so version order never follows a producer's clock.
+    appended = {"message.timestamp.type": "LogAppendTime"}
     specs = [
-        TopicSpec(DOCUMENT_UPLOADED, partitions, compacted),
+        TopicSpec(DOCUMENT_UPLOADED, partitions, {**compacted, **appended}),
         TopicSpec(CHUNKS_READY, partitions, size),
         TopicSpec(VECTORS_READY, partitions, size),
         TopicSpec(INDEX_PROMOTED, partitions, size),

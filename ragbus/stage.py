@@ -13,6 +13,7 @@ subscriber hands the outcome to `deliver`; the offset is committed only after th
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from itertools import groupby
 from typing import Any, Literal
 
@@ -98,6 +99,7 @@ def subscribe(
     max_poll_interval_ms: int = 5 * 60 * 1000,
     offset_reset: Literal["earliest", "latest"] = "earliest",
     persistent: bool = True,
+    stamp: Callable[[Record, Any], Any] | None = None,
 ) -> BatchSubscriber:
     """A batch subscriber of `topic` whose handler takes `list[payload]` and the message.
 
@@ -106,7 +108,8 @@ def subscribe(
     group starts at the earliest record (`offset_reset`). Without one (every replica reads the
     whole topic, e.g. to fold a compacted topic), nothing is committed. An undecodable record is
     dead-lettered through `bus`, or, without one, counted as invalid and skipped. One made while
-    the broker runs is not `persistent`: its caller starts and stops it.
+    the broker runs is not `persistent`: its caller starts and stops it. `stamp` gives each
+    decoded event what its record adds (the broker's append time).
     """
     adapter: TypeAdapter[Any] = TypeAdapter(payload)
 
@@ -116,7 +119,7 @@ def subscribe(
         for record in records:
             event = await _decode(record, adapter, stage, bus)
             if event is not _INVALID:
-                valid.append(Delivery(record, event))
+                valid.append(Delivery(record, event if stamp is None else stamp(record, event)))
         setattr(message, _DELIVERIES, valid)
         return [delivery.event for delivery in valid]
 
@@ -145,6 +148,15 @@ def subscribe(
 
 
 _INVALID = object()
+# aiokafka's `timestamp_type` of a record the broker stamped as it appended it.
+LOG_APPEND_TIME = 1
+
+
+def appended_at(record: Record) -> datetime | None:
+    """When the broker appended the record, if its topic has the broker stamp records."""
+    if record.timestamp_type != LOG_APPEND_TIME:
+        return None
+    return datetime.fromtimestamp(record.timestamp / 1000, UTC)
 
 
 async def _decode(record: Record, adapter: TypeAdapter[Any], stage: str, bus: Bus | None) -> Any:

@@ -33,6 +33,7 @@ from typing import Any, Self, TypeVar
 
 import psutil
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from contracts.topics import DEFAULT_PARTITIONS, TopicSpec, all_topics
@@ -513,9 +514,10 @@ async def bootstrap_topics(
 ) -> list[str]:
     """Create every topic in `specs` (default: `contracts.topics.all_topics()`) that is missing.
 
-    Idempotent: existing topics are left as they are (a warning notes a partition count that
-    differs from the spec). Returns the names it created, once every new partition has a leader,
-    so a producer can write to them straight away.
+    Idempotent: an existing topic gets the spec's configs (so a new setting, such as the broker
+    stamping uploads, reaches a broker started before it), its partitions are left as they are
+    (a warning notes a count that differs from the spec). Returns the names it created, once
+    every new partition has a leader, so a producer can write to them straight away.
     """
     specs = list(all_topics() if specs is None else specs)
     admin = AIOKafkaAdminClient(
@@ -532,6 +534,14 @@ async def bootstrap_topics(
                     len(existing[spec.name]["partitions"]),
                     spec.partitions,
                 )
+        present = [spec for spec in specs if spec.name in existing]
+        if present:
+            await admin.alter_configs(
+                [
+                    ConfigResource(ConfigResourceType.TOPIC, spec.name, configs=dict(spec.configs))
+                    for spec in present
+                ]
+            )
         missing = [spec for spec in specs if spec.name not in existing]
         if not missing:
             return []

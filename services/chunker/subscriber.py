@@ -16,11 +16,11 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.subscriber.usecase import BatchSubscriber
 
-from contracts.events import GenerationPlan, UploadOrDelete
+from contracts.events import DocumentUploaded, GenerationPlan, UploadOrDelete
 from contracts.topics import DOCUMENT_UPLOADED, INDEX_GENERATIONS
 from ragbus import metrics
-from ragbus.bus import Bus
-from ragbus.stage import Outcome, handle, subscribe
+from ragbus.bus import Bus, Record
+from ragbus.stage import Outcome, appended_at, handle, subscribe
 
 from .handlers import ReadBlob, Split, chunk_all
 
@@ -29,6 +29,15 @@ log = logging.getLogger(__name__)
 
 SplitFor = Callable[[GenerationPlan | None], Split]
 """The split of a generation's chunking (None: the chunker's own settings)."""
+
+
+def uploaded_when_appended(record: Record, event: UploadOrDelete) -> UploadOrDelete:
+    """An upload's time is when the broker appended it, not what its producer wrote: a producer
+    cannot pin its version ahead of later uploads with a time in the future."""
+    when = appended_at(record)
+    if when is None or not isinstance(event, DocumentUploaded):
+        return event
+    return event.model_copy(update={"occurred_at": when})
 
 
 class Generations:
@@ -60,6 +69,7 @@ class Generations:
             description=f"Parse and split uploaded documents into chunks of generation "
             f"{generation}; pass deletions on.",
             persistent=persistent,
+            stamp=uploaded_when_appended,
         )
         rule = partial(self.rule, generation)
 

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -141,8 +142,24 @@ async def test_broker_lifecycle(tmp_path: Path) -> None:
             assert configs["cleanup.policy"] == "compact"
             assert configs["max.message.bytes"] == str(MAX_MESSAGE_BYTES)
 
+        assert (await _topic_configs(servers, DOCUMENT_UPLOADED))[
+            "message.timestamp.type"
+        ] == "LogAppendTime"  # uploads dated by the broker, not their producers
+
         await _round_trip(servers, os.urandom(3 * 1024 * 1024))  # beyond Kafka's 1 MiB default
         assert await bootstrap_topics(servers, specs) == []  # idempotent
+
+        # A topic made before a spec changed gets the spec's configs at the next bootstrap.
+        older = [
+            spec if spec.name != DOCUMENT_UPLOADED else replace(spec, configs={}) for spec in specs
+        ]
+        await bootstrap_topics(servers, older)
+        configs = await _topic_configs(servers, DOCUMENT_UPLOADED)
+        assert configs["message.timestamp.type"] == "CreateTime"
+        await bootstrap_topics(servers, specs)
+        assert (await _topic_configs(servers, DOCUMENT_UPLOADED))[
+            "message.timestamp.type"
+        ] == "LogAppendTime"
 
         # A second handle on the same data dir (what `launcher stop` does) finds it by pid file.
         with pytest.raises(BrokerError, match="already running"):
