@@ -9,7 +9,8 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from contracts.events import (
     DocumentDeleted,
@@ -217,10 +218,56 @@ _METADATA: TypeAdapter[Metadata] = TypeAdapter(Metadata)
 Upload = tuple[str, bytes, str | None, str | None, Metadata]
 
 
+class FileTooLarge(MultiPartException):
+    pass
+
+
+class CappedParts(MultiPartParser):
+    """Starlette's multipart parser, refusing a file as soon as it passes `max_file_bytes`
+    (Starlette caps the other fields only: a file spooled on to the end of the request)."""
+
+    def __init__(self, *args: Any, max_file_bytes: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_file_bytes = max_file_bytes
+        self._file_bytes = 0
+
+    def on_part_begin(self) -> None:
+        super().on_part_begin()
+        self._file_bytes = 0
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._current_part.file is not None:
+            self._file_bytes += end - start
+            if self._file_bytes > self.max_file_bytes:
+                raise FileTooLarge(
+                    f"a file is over the {self.max_file_bytes}-byte limit (RAGBUS_MAX_UPLOAD_BYTES)"
+                )
+        super().on_part_data(data, start, end)
+
+
 async def _read_multipart(request: Request, settings: IngestSettings) -> list[Upload]:
     # Fields other than files (the metadata) are held in memory: 1 MiB each at most. Files
-    # spool to disk as they arrive, within the request's limit.
-    form = await request.form(max_files=settings.max_files_per_request, max_part_size=1024 * 1024)
+    # spool to disk as they arrive, each refused once past its limit.
+    parser = CappedParts(
+        request.headers,
+        request.stream(),
+        max_files=settings.max_files_per_request,
+        max_part_size=1024 * 1024,
+        max_file_bytes=settings.max_upload_bytes,
+    )
+    try:
+        form = await parser.parse()
+    except FileTooLarge as exc:
+        raise RejectedUpload(413, exc.message) from exc
+    except MultiPartException as exc:
+        raise RejectedUpload(400, exc.message) from exc
+    try:
+        return await _uploads_of(form, settings)
+    finally:
+        await form.close()
+
+
+async def _uploads_of(form: FormData, settings: IngestSettings) -> list[Upload]:
     files = [item for item in form.getlist("files") if isinstance(item, UploadFile)]
     if not files:
         raise RejectedUpload(400, "no files: send one or more multipart fields named 'files'")

@@ -129,3 +129,15 @@ def test_a_json_body_over_its_limit_is_a_413(kafka_broker, tmp_path):
     with TestClient(create_app(settings=settings)) as client:
         response = client.post("/v1/documents", json={"documents": [{"text": "x" * 2000}]})
     assert response.status_code == 413 and "RAGBUS_MAX_JSON_BYTES" in response.text
+
+
+def test_a_file_over_its_limit_is_refused_as_it_streams(kafka_broker, tmp_path):
+    settings = IngestSettings(
+        kafka_bootstrap=kafka_broker, data_dir=tmp_path, max_upload_bytes=1000
+    )
+    with TestClient(create_app(settings=settings)) as client:
+        response = client.post(
+            "/v1/documents",
+            files=[("files", (f"{uuid.uuid4().hex}.txt", b"x" * 5000, "text/plain"))],
+        )
+    assert response.status_code == 413 and "RAGBUS_MAX_UPLOAD_BYTES" in response.text
