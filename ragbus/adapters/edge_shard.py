@@ -54,8 +54,10 @@ from ragbus.adapters.point_schema import (
     FUSION_DEPTH,
     FUSION_FLOOR,
     LIVE,
+    SAMPLED_PER_DOCUMENT,
     SPARSE,
     newest_versions,
+    one_per_document,
 )
 from ragbus.ports import GenerationBusy, Hit, Point, SearchRequest
 from ragbus.sparse import SparseVector as Sparse
@@ -80,8 +82,6 @@ MAX_DOCUMENT_POINTS = 100_000
 # since the last one: closing a shard after 100k unflushed points took 888 ms; flushed every
 # 5,000 points, each flush took ~50 ms and the close 115 ms.
 FLUSH_EVERY = 2_000
-# Points read per document wanted by `sample` (documents have several chunks each).
-SAMPLED_PER_DOCUMENT = 20
 # How long a new shard process waits for a shard's WAL lock: the process of a parent killed
 # during an HNSW build holds it until the build ends (77 s at 100k points).
 LOCK_WAIT_S = 180.0
@@ -285,11 +285,7 @@ class Shard:
                 with_payload=True,
             )
         )
-        first: dict[str, Hit] = {}
-        for record in records:
-            payload = record.payload or {}
-            first.setdefault(str(payload.get("document_id")), Hit(str(record.id), 1.0, payload))
-        return list(first.values())[:documents]
+        return one_per_document(((record.id, record.payload) for record in records), documents)
 
     def points(self) -> list[tuple[str, dict[str, Any]]]:
         """Every point with its payload (for audits)."""

@@ -38,8 +38,10 @@ from ragbus.adapters.point_schema import (
     FUSION_DEPTH,
     FUSION_FLOOR,
     LIVE,
+    SAMPLED_PER_DOCUMENT,
     SPARSE,
     newest_versions,
+    one_per_document,
 )
 from ragbus.ports import (
     Generation,
@@ -616,14 +618,10 @@ class QdrantStore:
         records, _ = self.client.scroll(
             target,
             scroll_filter=qm.Filter(must=[_match(LIVE, True)]),
-            limit=documents * 20,
+            limit=documents * SAMPLED_PER_DOCUMENT,
             with_payload=True,
         )
-        first: dict[str, Hit] = {}
-        for record in records:
-            payload = record.payload or {}
-            first.setdefault(str(payload.get("document_id")), Hit(str(record.id), 1.0, payload))
-        return list(first.values())[:documents]
+        return one_per_document(((record.id, record.payload) for record in records), documents)
 
     def begin_build(self, generation: int) -> None:
         """A server optimizes its collections itself: nothing to start."""
