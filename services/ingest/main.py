@@ -1,30 +1,25 @@
 """Composition root of the ingest service."""
 
 import asyncio
-import logging
+import contextlib
 from dataclasses import dataclass
 
 from fastapi import FastAPI
-from faststream.kafka import KafkaBroker
 
-from contracts.events import DocumentDeleted, DocumentUploaded, GenerationPlan, UploadOrDelete
+from contracts.events import DocumentUploaded
 from contracts.status import DocumentTable
-from contracts.topics import DOCUMENT_UPLOADED, INDEX_GENERATIONS
+from contracts.topics import DOCUMENT_UPLOADED
 from ragbus.adapters.blobs import BlobStore
 from ragbus.bus import Bus, create_broker
 from ragbus.service import create_service_app
-from ragbus.stage import subscribe
 from ragbus.status_feed import follow
 
 from .janitor import BlobReferences
 from .routes import router
 from .settings import IngestSettings, get_settings
+from .subscriber import follow_references, sweep
 
 __all__ = ["IngestAdapters", "create_app", "get_settings"]
-
-log = logging.getLogger(__name__)
-# Records folded per poll while `document.uploaded` and `index.generations` are replayed.
-REPLAY_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -53,6 +48,8 @@ def create_app(settings: IngestSettings, adapters: IngestAdapters | None = None)
     async def stop_sweeping() -> None:
         for task in sweeping:
             task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     return create_service_app(
         "ingest",
@@ -66,51 +63,3 @@ def create_app(settings: IngestSettings, adapters: IngestAdapters | None = None)
         shutdown=[stop_sweeping],
         state={"blobs": blobs, "bus": bus, "board": board, "references": references},
     )
-
-
-def follow_references(broker: KafkaBroker, references: BlobReferences) -> None:
-    """Fold `document.uploaded` (which blobs the documents use) and `index.generations`
-    (whether one is being built) from their starts, in no consumer group."""
-    uploads = subscribe(
-        broker,
-        DOCUMENT_UPLOADED,
-        UploadOrDelete,
-        stage="ingest",
-        bus=None,
-        group=None,
-        max_records=REPLAY_BATCH,
-        title="ingest:blobs",
-        description="Which blobs the documents' latest uploads use (the others are removed).",
-    )
-
-    @uploads
-    async def on_uploads(events: list[DocumentUploaded | DocumentDeleted]) -> None:
-        for event in events:
-            references.apply(event)
-
-    plans = subscribe(
-        broker,
-        INDEX_GENERATIONS,
-        GenerationPlan,
-        stage="ingest",
-        bus=None,
-        group=None,
-        max_records=100,
-        title="ingest:generations",
-        description="No blob is removed while an index generation is being built.",
-    )
-
-    @plans
-    async def on_plans(events: list[GenerationPlan]) -> None:
-        for plan in events:
-            references.follow(plan)
-
-
-async def sweep(blobs: BlobStore, references: BlobReferences, settings: IngestSettings) -> None:
-    """Every `blob_sweep_s`, remove the blobs released more than `blob_grace_s` ago."""
-    while True:
-        await asyncio.sleep(settings.blob_sweep_s)
-        for blob in references.removable(settings.blob_grace_s):
-            if await asyncio.to_thread(blobs.remove, blob):
-                log.info("removed a blob no document uses any more: %s", blob)
-            references.removed(blob)
