@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
+from contracts.ids import document_id
 from contracts.topics import CONSUMER_GROUPS
 
 SCHEMA_VERSION = "1.0"
@@ -97,6 +98,61 @@ class DocumentDeleted(Event):
     generation: int = Field(
         default=1, ge=1, description="the index generation it applies to (the chunker's stamp)"
     )
+
+
+def _kind(value: Any) -> Any:
+    return value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+
+
+class TenantUpload(Versioned):
+    """What an outside producer publishes on its tenant's upload topic (`topics.tenant_uploads`)
+    to add or replace a document: no tenant and no document id, which the ingest service's
+    gateway derives from the topic and the file name, so a producer can name neither another
+    tenant nor another tenant's document. The gateway passes it on as a `DocumentUploaded`."""
+
+    kind: Literal["upload"] = "upload"
+    blob_uri: Annotated[str, Field(min_length=1, description="file:// URI of the raw bytes")]
+    filename: Identifier
+    content_type: str | None = None
+    title: str | None = None
+    metadata: Metadata = Field(default_factory=dict)
+    trace_id: str | None = None
+
+    def inside(self, tenant_id: str) -> DocumentUploaded:
+        """The upload as the pipeline reads it, bound to `tenant_id`."""
+        extra = {"trace_id": self.trace_id} if self.trace_id else {}
+        return DocumentUploaded(
+            document_id=document_id(tenant_id, self.filename),
+            tenant_id=tenant_id,
+            blob_uri=self.blob_uri,
+            filename=self.filename,
+            content_type=self.content_type,
+            title=self.title,
+            metadata=self.metadata,
+            **extra,
+        )
+
+
+class TenantDelete(Versioned):
+    """What an outside producer publishes on its tenant's upload topic to delete a document of
+    its tenant, named by its file name. The gateway passes it on as a `DocumentDeleted`."""
+
+    kind: Literal["deleted"] = "deleted"
+    filename: Identifier
+    trace_id: str | None = None
+
+    def inside(self, tenant_id: str) -> DocumentDeleted:
+        extra = {"trace_id": self.trace_id} if self.trace_id else {}
+        return DocumentDeleted(
+            document_id=document_id(tenant_id, self.filename), tenant_id=tenant_id, **extra
+        )
+
+
+# What a tenant's upload topic holds: an upload (`kind` may be left out) or a deletion.
+TenantUploadOrDelete: TypeAlias = Annotated[
+    Annotated[TenantUpload, Tag("upload")] | Annotated[TenantDelete, Tag("deleted")],
+    Discriminator(lambda value: "deleted" if _kind(value) == "deleted" else "upload"),
+]
 
 
 class Chunk(BaseModel):
@@ -310,7 +366,7 @@ class Conversation(Versioned):
 
 
 def _deleted_or_main(value: Any) -> str:
-    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    kind = _kind(value)
     return kind if kind in ("deleted", "swapped") else "main"
 
 

@@ -1,5 +1,6 @@
 """Topic names and their broker-side configuration: the one place a topic is declared."""
 
+import re
 from dataclasses import dataclass, field
 
 DOCUMENT_UPLOADED = "document.uploaded"
@@ -25,8 +26,41 @@ CONSUMER_GROUPS = {
 }
 
 
+# Outside producers publish onto their tenant's own topic, `tenant.<tenant>.uploads`, which only
+# that tenant's principal may write (and the ingest service's gateway reads): the tenant of an
+# event is the topic it came in, never a field its producer wrote.
+TENANT_TOPIC_PREFIX = "tenant."
+TENANT_UPLOADS_PATTERN = r"tenant\.[a-z0-9][a-z0-9_-]{0,62}\.uploads"
+TENANT_UPLOADS_DLQ = "tenant.uploads.dlq"
+# What the gateway subscribes to (FastStream's pattern syntax takes no braces): every name
+# `TENANT_UPLOADS_PATTERN` matches, and a few it checks and refuses.
+TENANT_UPLOADS_SUBSCRIPTION = r"^tenant\.[a-z0-9][a-z0-9_-]*\.uploads$"
+# The ingest service's consumer group of every tenant's upload topic.
+GATEWAY_GROUP = "ragbus-ingest-gateway"
+_TENANT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
+def tenant_uploads(tenant_id: str) -> str:
+    """The upload topic of `tenant_id`; a ValueError for a tenant id no topic name can carry."""
+    if not _TENANT_NAME.fullmatch(tenant_id):
+        raise ValueError(
+            f"tenant id {tenant_id[:80]!r} cannot name an upload topic: use 1-63 lowercase "
+            "letters, digits, '-' or '_', starting with a letter or digit"
+        )
+    return f"{TENANT_TOPIC_PREFIX}{tenant_id}.uploads"
+
+
+def tenant_of_topic(topic: str) -> str | None:
+    """The tenant whose upload topic `topic` is, or None."""
+    match = re.fullmatch(TENANT_UPLOADS_PATTERN, topic)
+    return topic.split(".")[1] if match else None
+
+
 def dlq(topic: str) -> str:
-    """The dead-letter topic of the consumers of `topic`."""
+    """The dead-letter topic of the consumers of `topic` (one for every tenant's upload topic,
+    read by operators only)."""
+    if tenant_of_topic(topic) is not None:
+        return TENANT_UPLOADS_DLQ
     return f"{topic}.dlq"
 
 
@@ -85,4 +119,12 @@ def all_topics(partitions: int = DEFAULT_PARTITIONS) -> list[TopicSpec]:
         ),
     ]
     specs += [TopicSpec(dlq(topic), partitions, size) for topic in CONSUMED]
+    specs.append(TopicSpec(TENANT_UPLOADS_DLQ, partitions, size))
     return specs
+
+
+def tenant_topic(tenant_id: str, partitions: int = DEFAULT_PARTITIONS) -> TopicSpec:
+    """A tenant's upload topic, as `ragbus tenants add` creates it."""
+    return TopicSpec(
+        tenant_uploads(tenant_id), partitions, {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
+    )

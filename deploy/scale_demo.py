@@ -67,8 +67,8 @@ class Demo:
         self.options = options
         shutil.rmtree(options.data_dir, ignore_errors=True)
         self.logs = options.data_dir / "logs"
-        port, controller = free_ports(2)
-        self.kafka = LocalKafka(options.data_dir / "kafka", port, controller)
+        port, controller, tls = free_ports(3)
+        self.kafka = LocalKafka(options.data_dir / "kafka", port, controller, tls_port=tls)
         names = [name for group in FIXED for name in group]
         self.urls = {
             name: f"http://127.0.0.1:{p}"
@@ -93,15 +93,16 @@ class Demo:
         self.started = time.monotonic()
 
     def _pool(self, service: str) -> ReplicaPool:
-        return ReplicaPool(service, self.env, self.logs, lambda: free_ports(1)[0])
+        env = self.env | self.kafka.service_env(service)
+        return ReplicaPool(service, env, self.logs, lambda: free_ports(1)[0])
 
     def start(self) -> None:
         fetch_broker()
         self.kafka.start()
         self.kafka.wait_ready(timeout=120)
-        bootstrap_topics_blocking(self.kafka.bootstrap_servers, all_topics())
+        bootstrap_topics_blocking(self.kafka.client_options(), all_topics())
         for child in self.fixed:
-            child.start(self.env)
+            child.start(self.env | self.kafka.service_env(*child.services))
         for stage in self.stages:
             stage.pool.scale_to(stage.rule.min_replicas)
         for name, url in self.urls.items():
@@ -132,7 +133,7 @@ async def run(options: Options, documents: Sequence[Document]) -> tuple[list[Tic
     try:
         demo.start()
         print(f"up: broker {demo.kafka.bootstrap_servers}, logs in {demo.logs}", flush=True)
-        async with LagReader(demo.kafka.bootstrap_servers) as reader, httpx.AsyncClient() as http:
+        async with LagReader(demo.kafka.client_options()) as reader, httpx.AsyncClient() as http:
             uploaded = await _drive(demo, reader, http, documents)
             records = await _settled_records(demo, reader, http, uploaded)
         demo.fixed[-1].stop()  # the indexer, so the storage can be opened here

@@ -98,10 +98,15 @@ def status_update(about: Event, stage: Stage, state: DocumentState, **fields: An
     )
 
 
-def create_broker(settings: KafkaSettings, client_id: str) -> KafkaBroker:
-    """A broker whose producer waits for the write to be durable and never duplicates on retry."""
+def create_broker(
+    settings: KafkaSettings, client_id: str, metadata_max_age_ms: int = 5 * 60 * 1000
+) -> KafkaBroker:
+    """A broker whose producer waits for the write to be durable and never duplicates on retry
+    (`metadata_max_age_ms`: how soon a pattern subscription sees a new topic)."""
     return KafkaBroker(
         settings.kafka_bootstrap,
+        security=settings.kafka_security(),
+        metadata_max_age_ms=metadata_max_age_ms,
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
@@ -200,12 +205,15 @@ class Bus:
         attempts: int = 1,
         version: str | None = None,
         report: bool = True,
+        identity: Mapping[str, str | None] | None = None,
     ) -> None:
         """Keep a record the stage cannot process in its DLQ and mark its document FAILED
         (unless not to `report`: a record built for an index generation that does not serve).
         The letter keeps the whole reason for operators; the document's owner reads it without
-        internal URLs, addresses and paths (`ragbus.redact`)."""
-        ids = _identity(record)
+        internal URLs, addresses and paths (`ragbus.redact`). `identity` (the document and
+        tenant) replaces what the record says of itself, when its producer may not be trusted
+        to name them."""
+        ids = dict(identity) if identity is not None else _identity(record)
         value = record.value or b""
         letter = DeadLetter(
             # The same record dead-lettered again (a replaying consumer) is the same letter.

@@ -9,10 +9,10 @@ autoscaler of `make scale-demo` reads it the same way.
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -67,9 +67,10 @@ class GroupLag:
 class LagReader:
     """A connection to the broker that reads groups' committed offsets and the topics' ends."""
 
-    def __init__(self, bootstrap: str, client_id: str = "ragbus-lag") -> None:
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=client_id)
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, client_id=client_id)
+    def __init__(self, kafka: Mapping[str, Any], client_id: str = "ragbus-lag") -> None:
+        """`kafka`: an aiokafka client's connection options (`KafkaSettings.kafka_options`)."""
+        self._admin = AIOKafkaAdminClient(**kafka, client_id=client_id)
+        self._consumer = AIOKafkaConsumer(**kafka, client_id=client_id)
 
     async def __aenter__(self) -> Self:
         await self._admin.start()
@@ -116,12 +117,12 @@ class LagReader:
         return GroupLag(group, topic, lags)
 
 
-async def export_lag(bootstrap: str, group: str, topic: str, interval_s: float) -> None:
+async def export_lag(kafka: Mapping[str, Any], group: str, topic: str, interval_s: float) -> None:
     """Keep the lag gauges of `group` on `topic` fresh, every `interval_s`, until cancelled; a
     broker that cannot be reached is logged and tried again."""
     while True:
         try:
-            async with LagReader(bootstrap, client_id=f"{group}-lag") as reader:
+            async with LagReader(kafka, client_id=f"{group}-lag") as reader:
                 while True:
                     lag = await reader.read(group, topic)
                     CONSUMER_LAG.labels(group, topic).set(lag.total)
@@ -133,13 +134,13 @@ async def export_lag(bootstrap: str, group: str, topic: str, interval_s: float) 
 
 
 def lag_hooks(
-    bootstrap: str, group: str, topic: str, interval_s: float
+    kafka: Mapping[str, Any], group: str, topic: str, interval_s: float
 ) -> tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]:
     """A service's `started` and `shutdown` hooks that run `export_lag` in the background."""
     tasks: list[asyncio.Task[None]] = []
 
     async def start() -> None:
-        tasks.append(asyncio.create_task(export_lag(bootstrap, group, topic, interval_s)))
+        tasks.append(asyncio.create_task(export_lag(kafka, group, topic, interval_s)))
 
     async def stop() -> None:
         for task in tasks:

@@ -165,7 +165,7 @@ def create_service_app(
     if lag is not None:
         group, topic = lag
         watch_lag, stop_watching = lag_hooks(
-            settings.kafka_bootstrap, group, topic, settings.lag_interval_s
+            settings.kafka_options(), group, topic, settings.lag_interval_s
         )
         started = [*started, watch_lag]
         shutdown = [*shutdown, stop_watching]

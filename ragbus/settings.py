@@ -10,9 +10,12 @@ import ipaddress
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Literal, Self
+from ssl import create_default_context
+from typing import Any, Literal, Self
 
-from pydantic import AliasChoices, Field, model_validator
+from faststream.kafka.security import parse_security
+from faststream.security import BaseSecurity, SASLScram512
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_TENANT = "default"
@@ -35,13 +38,55 @@ class RagbusSettings(BaseSettings):
 
 
 class KafkaSettings(RagbusSettings):
-    """The broker, its topics' partitions, and how often a stage measures its lag."""
+    """The broker, who this process is on it, its topics' partitions, and how often a stage
+    measures its lag.
+
+    With a username, the process signs in with SASL SCRAM-SHA-512 (over TLS when
+    `kafka_tls`, trusting `kafka_ca_file` or the system's CAs); the password comes from
+    RAGBUS_KAFKA_PASSWORD or, kept out of the environment, from RAGBUS_KAFKA_PASSWORD_FILE.
+    """
 
     kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_username: str = ""
+    kafka_password: SecretStr = SecretStr("")
+    kafka_password_file: Path | None = None
+    kafka_tls: bool = False
+    kafka_ca_file: Path | None = None
     partitions: int = Field(default=12, ge=1)
     lag_interval_s: float = Field(
         default=15.0, gt=0, description="how often a stage refreshes its consumer-lag metric"
     )
+
+    @model_validator(mode="after")
+    def _password_given_once(self) -> Self:
+        if self.kafka_password.get_secret_value() and self.kafka_password_file is not None:
+            raise ValueError("set RAGBUS_KAFKA_PASSWORD or RAGBUS_KAFKA_PASSWORD_FILE, not both")
+        if self.kafka_username and not self._password():
+            raise ValueError(
+                f"RAGBUS_KAFKA_USERNAME is {self.kafka_username!r} but no password is set "
+                "(RAGBUS_KAFKA_PASSWORD or RAGBUS_KAFKA_PASSWORD_FILE)"
+            )
+        return self
+
+    def _password(self) -> str:
+        if self.kafka_password_file is not None:
+            return self.kafka_password_file.read_text().strip()
+        return self.kafka_password.get_secret_value()
+
+    def kafka_security(self) -> BaseSecurity | None:
+        """How FastStream's broker signs in: SCRAM-SHA-512 with a username, else nothing."""
+        context = create_default_context(cafile=self.kafka_ca_file) if self.kafka_tls else None
+        if self.kafka_username:
+            return SASLScram512(
+                self.kafka_username, self._password(), ssl_context=context, use_ssl=self.kafka_tls
+            )
+        if context is not None:
+            return BaseSecurity(ssl_context=context, use_ssl=True)
+        return None
+
+    def kafka_options(self) -> dict[str, Any]:
+        """The same sign-in as keyword arguments of an aiokafka client."""
+        return {"bootstrap_servers": self.kafka_bootstrap, **parse_security(self.kafka_security())}
 
 
 class HttpSettings(RagbusSettings):

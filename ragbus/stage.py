@@ -100,6 +100,8 @@ def subscribe(
     offset_reset: Literal["earliest", "latest"] = "earliest",
     persistent: bool = True,
     stamp: Callable[[Record, Any], Any] | None = None,
+    pattern: bool = False,
+    read: Callable[[Record], Awaitable[Any]] | None = None,
 ) -> BatchSubscriber:
     """A batch subscriber of `topic` whose handler takes `list[payload]` and the message.
 
@@ -109,7 +111,10 @@ def subscribe(
     whole topic, e.g. to fold a compacted topic), nothing is committed. An undecodable record is
     dead-lettered through `bus`, or, without one, counted as invalid and skipped. One made while
     the broker runs is not `persistent`: its caller starts and stops it. `stamp` gives each
-    decoded event what its record adds (the broker's append time).
+    decoded event what its record adds (the broker's append time). With `pattern`, `topic` is a
+    regular expression: every topic it matches, as topics appear. `read` turns a record into
+    its event, or `INVALID` once it has dead-lettered it (default: the payload's contract, an
+    undecodable record dead-lettered through `bus`).
     """
     adapter: TypeAdapter[Any] = TypeAdapter(payload)
 
@@ -117,8 +122,8 @@ def subscribe(
         records: Sequence[Record] = message.raw_message
         valid = []
         for record in records:
-            event = await _decode(record, adapter, stage, bus)
-            if event is not _INVALID:
+            event = await (read(record) if read else _decode(record, adapter, stage, bus))
+            if event is not INVALID:
                 valid.append(Delivery(record, event if stamp is None else stamp(record, event)))
         setattr(message, _DELIVERIES, valid)
         return [delivery.event for delivery in valid]
@@ -134,7 +139,8 @@ def subscribe(
         else {"group_id": None, "ack_policy": AckPolicy.MANUAL}
     )
     subscriber: BatchSubscriber = broker.subscriber(
-        topic,
+        *(() if pattern else (topic,)),
+        pattern=topic if pattern else None,
         batch=True,
         max_records=max_records,
         auto_offset_reset=offset_reset,
@@ -147,7 +153,7 @@ def subscribe(
     return subscriber
 
 
-_INVALID = object()
+INVALID = object()
 # aiokafka's `timestamp_type` of a record the broker stamped as it appended it.
 LOG_APPEND_TIME = 1
 
@@ -160,18 +166,18 @@ def appended_at(record: Record) -> datetime | None:
 
 
 async def _decode(record: Record, adapter: TypeAdapter[Any], stage: str, bus: Bus | None) -> Any:
-    """The record's event, or `_INVALID`. A record without a value (a compacted topic's
+    """The record's event, or `INVALID`. A record without a value (a compacted topic's
     tombstone) is None where the payload admits None."""
     if bus is not None:
         event = await bus.decode(record, adapter)
-        return _INVALID if event is None else event
+        return INVALID if event is None else event
     try:
         if record.value is None:
             return adapter.validate_python(None)
         return adapter.validate_json(record.value)
     except ValueError:
         metrics.MESSAGES.labels(stage, record.topic, "invalid").inc()
-        return _INVALID
+        return INVALID
 
 
 async def deliver(bus: Bus, outcome: Outcome, batch: Sequence[Delivery[Any]]) -> None:

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ragbus_ops import client as api
-from ragbus_ops import dlq, index
+from ragbus_ops import dlq, index, tenants
 from ragbus_ops.eval import console as evaluation
 
 
@@ -166,6 +166,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluation.add_parser(commands)
     dlq.add_parser(commands)
     index.add_parser(commands)
+    tenants.add_parser(commands)
     model = commands.add_parser(
         "model", help="build the per-channel int8 embedding model into the cache and verify it"
     )
@@ -199,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         return dlq.run(args, console)
     if args.command == "index":
         return index.run(args, console)
+    if args.command == "tenants":
+        return tenants.run(args, console)
     if args.command == "model":
         from ragbus.adapters.embedding import convert
 

@@ -21,7 +21,7 @@ at least as long as the DLQ topics' retention.
 import argparse
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,7 +40,7 @@ from contracts.events import DeadLetter, Stage, describe_validation_error
 from contracts.topics import CONSUMED, MAX_MESSAGE_BYTES, dlq
 from ragbus.lag import COORDINATOR_TRANSIENT
 from ragbus.retry import retry
-from ragbus.settings import KafkaSettings
+from ragbus_ops.bus import operator_kafka
 
 REPLAY_GROUP = "ragbus-dlq-replay"
 REPLAYED_FROM = "ragbus-replayed-from"
@@ -123,10 +123,10 @@ def original_value(letter: DeadLetter) -> bytes:
     return letter.payload.encode()
 
 
-async def list_letters(bootstrap: str, selection: Selection = Selection()) -> list[Entry]:
+async def list_letters(kafka: Mapping[str, Any], selection: Selection = Selection()) -> list[Entry]:
     """Every selected dead letter, oldest first, with whether it was replayed. A record that is
     no letter is listed only when nothing narrows the selection."""
-    async with _connected(bootstrap) as (consumer, admin):
+    async with _connected(kafka) as (consumer, admin):
         partitions = await _scan(consumer, admin, selection, from_committed=False)
     entries = [
         entry
@@ -147,10 +147,10 @@ async def list_letters(bootstrap: str, selection: Selection = Selection()) -> li
 
 
 async def replay(
-    bootstrap: str, selection: Selection = Selection(), dry_run: bool = False
+    kafka: Mapping[str, Any], selection: Selection = Selection(), dry_run: bool = False
 ) -> ReplayResult:
     """Re-publish every selected letter not replayed yet, then record it as replayed."""
-    async with _connected(bootstrap) as (consumer, admin):
+    async with _connected(kafka) as (consumer, admin):
         partitions = await _scan(consumer, admin, selection, from_committed=True)
         chosen = {
             partition.tp: [
@@ -170,17 +170,17 @@ async def replay(
             for tp, state in progress.items()
         }
         chosen_letters = [entry for entries in chosen.values() for entry in entries]
-        deleted = await _deleted_since(bootstrap, chosen_letters)
+        deleted = await _deleted_since(kafka, chosen_letters)
         refused = [(entry, DELETED_SINCE) for entry in chosen_letters if entry.position in deleted]
         letters = [entry for entry in chosen_letters if entry.position not in deleted]
         unreadable = [entry for part in partitions for entry in part.entries if not entry.letter]
         if not dry_run:
-            await _publish(bootstrap, [(e.position, e.letter) for e in letters if e.letter])
+            await _publish(kafka, [(e.position, e.letter) for e in letters if e.letter])
             await consumer.commit(commits)
     return ReplayResult(letters, unreadable, refused)
 
 
-async def _deleted_since(bootstrap: str, entries: Sequence[Entry]) -> set[str]:
+async def _deleted_since(kafka: Mapping[str, Any], entries: Sequence[Entry]) -> set[str]:
     """The positions of the letters whose document was deleted after them: a tombstone of the
     document follows the letter's original record on its partition (a tombstone travels along
     every topic a document's events do). Replaying such a letter would bring the document
@@ -197,7 +197,7 @@ async def _deleted_since(bootstrap: str, entries: Sequence[Entry]) -> set[str]:
     if not keyed:
         return set()
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **kafka,
         client_id=CLIENT_ID,
         enable_auto_commit=False,
         auto_offset_reset="earliest",  # an original compacted away: read from what is left
@@ -294,27 +294,28 @@ class _Partition:
 
 @asynccontextmanager
 async def _connected(
-    bootstrap: str,
+    kafka: Mapping[str, Any],
 ) -> AsyncIterator[tuple[AIOKafkaConsumer, AIOKafkaAdminClient]]:
     """A consumer of the replay group (manually assigned, never joining it) and an admin client
     to read the group's commits; Kafka errors become a `DlqError` that says what failed."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **kafka,
         client_id=CLIENT_ID,
         group_id=REPLAY_GROUP,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
     )
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=CLIENT_ID)
+    admin = AIOKafkaAdminClient(**kafka, client_id=CLIENT_ID)
+    where = kafka["bootstrap_servers"]
     try:
         await consumer.start()
         await admin.start()
         yield consumer, admin
     except KafkaConnectionError as exc:
-        raise DlqError(f"cannot reach the Kafka broker at {bootstrap}: {exc}") from None
+        raise DlqError(f"cannot reach the Kafka broker at {where}: {exc}") from None
     except KafkaError as exc:
-        raise DlqError(f"Kafka error at {bootstrap}: {exc!r}") from None
+        raise DlqError(f"Kafka error at {where}: {exc!r}") from None
     finally:
         await admin.close()
         await consumer.stop()
@@ -394,14 +395,14 @@ def _entry(record: Record, progress: _Progress) -> Entry:
     return Entry(*where, letter.occurred_at, letter, replayed=progress.handled(record.offset))
 
 
-async def _publish(bootstrap: str, letters: Sequence[tuple[str, DeadLetter]]) -> None:
+async def _publish(kafka: Mapping[str, Any], letters: Sequence[tuple[str, DeadLetter]]) -> None:
     """Send each letter's original value back where it came from, with a header naming its
     DLQ position; return once all are acked.
 
     One producer sends them in DLQ order, so one partition's letters keep their order.
     """
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+        **kafka,
         client_id=CLIENT_ID,
         acks="all",
         enable_idempotence=True,
@@ -475,13 +476,13 @@ def _positive(text: str) -> int:
 def run(args: argparse.Namespace, console: Console) -> int:
     """`ragbus dlq list|replay`: 0 when done, 1 with a message when it could not be."""
     selection = Selection(tuple(args.topic or CONSUMED), args.document, args.tenant, args.stage)
-    bootstrap = args.bootstrap or KafkaSettings().kafka_bootstrap
+    kafka = operator_kafka(args.bootstrap)
     try:
         if args.action == "list":
-            entries = asyncio.run(list_letters(bootstrap, selection))
+            entries = asyncio.run(list_letters(kafka, selection))
             _show_list(console, entries, args.limit, args.json)
         else:
-            result = asyncio.run(replay(bootstrap, selection, args.dry_run))
+            result = asyncio.run(replay(kafka, selection, args.dry_run))
             _show_replay(console, result, args.dry_run)
     except DlqError as exc:
         console.print(f"[red]dlq {args.action} failed:[/] {escape(str(exc))}")

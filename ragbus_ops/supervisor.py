@@ -167,7 +167,7 @@ class Stack:
         self.kafka.start()
         self.kafka.wait_ready(timeout=120)
         created = bootstrap_topics_blocking(
-            self.kafka.bootstrap_servers, all_topics(self.settings.partitions)
+            self.kafka.client_options(), all_topics(self.settings.partitions)
         )
         if created:
             print(f"created topics: {', '.join(created)}", flush=True)
@@ -175,7 +175,7 @@ class Stack:
             self.llm_server.wait_ready(timeout=HEALTH_TIMEOUT_S)
         env = self.env()
         for child in self.children:
-            child.start(env)
+            child.start(env | self.kafka.service_env(*child.services))
         self._wait_healthy()
 
     def _wait_healthy(self) -> None:

@@ -12,12 +12,14 @@ skip because none is around); starting it once per session keeps that affordable
 """
 
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from contracts.topics import DEFAULT_PARTITIONS, all_topics
+from deploy.kafka.access import ADMIN
 from deploy.kafka.launcher import BrokerError, LocalKafka, bootstrap_topics_blocking, free_ports
 from ragbus_ops.llm_server import LlamaServer
 
@@ -27,6 +29,12 @@ TIERS = ("unit", "integration", "e2e", "faults")
 TIER_DIRECTORIES = {"e2e": TESTS / "e2e", "faults": TESTS / "faults"}
 # Fixtures that start a JVM broker or the language model server: never in a unit test.
 HEAVY_FIXTURES = frozenset({"kafka_broker", "idle_broker", "llm_server"})
+
+# Every broker the tests start gives `ragbus-admin` this session's password, and every client of
+# the tests (and the stages they start, unless given a principal of their own) signs in as it.
+_ADMIN_PASSWORD = os.environ.setdefault("RAGBUS_KAFKA_ADMIN_PASSWORD", secrets.token_urlsafe(24))
+os.environ |= {"RAGBUS_KAFKA_USERNAME": ADMIN, "RAGBUS_KAFKA_PASSWORD": _ADMIN_PASSWORD}
+os.environ.pop("RAGBUS_KAFKA_PASSWORD_FILE", None)
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects: an unmarked test must not just vanish
@@ -60,11 +68,15 @@ def tier_problem(item: pytest.Item) -> str | None:
     return None
 
 
+# The brokers the session started, by bootstrap servers: what gives a stage its own principal.
+STARTED: dict[str, LocalKafka] = {}
+
+
 def _start_broker(data_dir: Path, attempts: int = 3) -> LocalKafka:
     """Start on fresh free ports, retrying if another process grabs them before the JVM binds."""
     for attempt in range(1, attempts + 1):
-        port, controller_port = free_ports(2)
-        broker = LocalKafka(data_dir, port, controller_port)
+        port, controller_port, tls_port = free_ports(3)
+        broker = LocalKafka(data_dir, port, controller_port, tls_port=tls_port)
         try:
             broker.start()
             broker.wait_ready(timeout=90)
@@ -84,7 +96,8 @@ def _broker_with_topics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     broker = _start_broker(tmp_path_factory.mktemp("kafka"))
     try:
         partitions = int(os.environ.get("RAGBUS_TEST_PARTITIONS", DEFAULT_PARTITIONS))
-        bootstrap_topics_blocking(broker.bootstrap_servers, all_topics(partitions))
+        bootstrap_topics_blocking(broker.client_options(), all_topics(partitions))
+        STARTED[broker.bootstrap_servers] = broker
         yield broker.bootstrap_servers
     finally:
         broker.stop()

@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -25,18 +26,31 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Self, TypeVar
 
+import orjson
 import psutil
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from contracts.topics import DEFAULT_PARTITIONS, TopicSpec, all_topics
+from deploy.kafka.access import (
+    ADMIN,
+    BROKER,
+    admin_client,
+    allow,
+    librdkafka_config,
+    service_principal,
+    service_principals,
+    set_passwords,
+)
+from deploy.kafka.tls import Authority
+from ragbus.settings import KafkaSettings
 
 log = logging.getLogger("deploy.kafka.launcher")  # same name when run with -m
 
@@ -193,11 +207,34 @@ def new_cluster_id() -> str:
             return cid
 
 
-def render_server_properties(port: int, controller_port: int, log_dirs: Path) -> str:
+def render_server_properties(
+    port: int,
+    controller_port: int,
+    log_dirs: Path,
+    broker_password: str,
+    tls_port: int,
+    tls_dir: Path,
+) -> str:
     """The broker config: `server.properties` next to this file with its placeholders filled."""
     return SERVER_TEMPLATE.read_text().format(
-        port=port, controller_port=controller_port, log_dirs=log_dirs.resolve()
+        port=port,
+        controller_port=controller_port,
+        tls_port=tls_port,
+        tls_dir=tls_dir.resolve(),
+        log_dirs=log_dirs.resolve(),
+        broker_user=BROKER,
+        broker_password=broker_password,
+        admin_user=ADMIN,
     )
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner may read (it holds a password)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    path.chmod(0o600)
 
 
 def _tail_text(text: str, lines: int) -> str:
@@ -224,6 +261,12 @@ class LocalKafka:
     `kraft/` (the log dirs, formatted on first start), `broker.log` and `kafka.pid`. A second
     `LocalKafka` on the same data dir (e.g. `launcher stop` from another shell) finds the running
     broker through the pid file.
+
+    Every client signs in: `access.json` (owner-only, made on first start) holds a password
+    for the broker's own principal, `ragbus-admin` and each service's principal
+    (`deploy.kafka.access`); each start gives them their SCRAM credentials and ACLs, and writes
+    each service's password to `secrets/<principal>` for `RAGBUS_KAFKA_PASSWORD_FILE`.
+    RAGBUS_KAFKA_ADMIN_PASSWORD, when set, is the admin's password instead of the stored one.
     """
 
     def __init__(
@@ -232,6 +275,7 @@ class LocalKafka:
         port: int | None = None,
         controller_port: int | None = None,
         *,
+        tls_port: int | None = None,
         cache_dir: Path | str | None = None,
         heap: str = DEFAULT_HEAP,
         stop_on_exit: bool = True,
@@ -245,8 +289,9 @@ class LocalKafka:
             self.controller_port = int(env_controller)
         else:
             self.controller_port = self.port + 1
-        if self.controller_port == self.port:
-            raise ValueError("the controller port must differ from the broker port")
+        self.tls_port = tls_port if tls_port is not None else self.port + 2
+        if len({self.port, self.controller_port, self.tls_port}) != 3:
+            raise ValueError("the broker, controller and TLS ports must differ")
         self.cache_dir = cache_dir
         self.heap = heap
         self.stop_on_exit = stop_on_exit
@@ -274,6 +319,69 @@ class LocalKafka:
     @property
     def pid_file(self) -> Path:
         return self.data_dir / "kafka.pid"
+
+    @property
+    def access_file(self) -> Path:
+        return self.data_dir / "access.json"
+
+    @property
+    def tls_servers(self) -> str:
+        """The TLS listener, for clients that sign in with a certificate of `authority()`."""
+        return f"{HOST}:{self.tls_port}"
+
+    def authority(self) -> Authority:
+        """The CA whose client certificates the TLS listener accepts (made the first time)."""
+        return Authority(self.data_dir / "tls")
+
+    def password_file(self, principal: str) -> Path:
+        return self.data_dir / "secrets" / principal
+
+    # who signs in -------------------------------------------------------------
+
+    def passwords(self) -> dict[str, str]:
+        """Each principal's password, made (and kept in `access.json`) the first time."""
+        try:
+            stored: dict[str, str] = orjson.loads(self.access_file.read_bytes())
+        except FileNotFoundError:
+            stored = {}
+        wanted = [BROKER, ADMIN, *service_principals()]
+        if any(principal not in stored for principal in wanted):
+            stored = {p: stored.get(p) or secrets.token_urlsafe(24) for p in wanted}
+            _write_private(self.access_file, orjson.dumps(stored).decode())
+        admin = os.environ.get("RAGBUS_KAFKA_ADMIN_PASSWORD")
+        return {**stored, ADMIN: admin} if admin else stored
+
+    def client_options(self, principal: str = ADMIN) -> dict[str, Any]:
+        """An aiokafka client's connection options, signed in as `principal` (SCRAM; the
+        broker's own principal uses PLAIN)."""
+        mechanism = "PLAIN" if principal == BROKER else "SCRAM-SHA-512"
+        return {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": mechanism,
+            "sasl_plain_username": principal,
+            "sasl_plain_password": self.passwords()[principal],
+        }
+
+    def service_env(self, *services: str) -> dict[str, str]:
+        """The environment that makes a process serving `services` sign in as their principal."""
+        principal = service_principal(*services)
+        return {
+            "RAGBUS_KAFKA_BOOTSTRAP": self.bootstrap_servers,
+            "RAGBUS_KAFKA_USERNAME": principal,
+            "RAGBUS_KAFKA_PASSWORD": "",
+            "RAGBUS_KAFKA_PASSWORD_FILE": str(self.password_file(principal)),
+        }
+
+    def _grant_access(self) -> None:
+        """Give every principal its SCRAM credential and its ACLs; write the services'
+        password files."""
+        passwords = self.passwords()
+        admin = admin_client(librdkafka_config(self.client_options(BROKER)))
+        set_passwords(admin, {p: pw for p, pw in passwords.items() if p != BROKER})
+        allow(admin, service_principals())
+        for principal in service_principals():
+            _write_private(self.password_file(principal), passwords[principal])
 
     # lifecycle ---------------------------------------------------------------
 
@@ -311,18 +419,37 @@ class LocalKafka:
         running = self.pid()
         if running is not None:
             raise BrokerError(f"a broker from {self.data_dir} is already running (pid {running})")
-        for name, port in (("broker", self.port), ("controller", self.controller_port)):
+        ports = (
+            ("broker", self.port),
+            ("controller", self.controller_port),
+            ("TLS", self.tls_port),
+        )
+        for name, port in ports:
             if port_in_use(port):
                 raise BrokerError(
                     f"the {name} port {HOST}:{port} is already in use by another process; "
                     "stop it or choose other ports (--port / RAGBUS_KAFKA_PORT; the controller "
-                    "uses port+1 unless --controller-port is given)"
+                    "uses port+1 unless --controller-port is given, TLS port+2)"
                 )
         libs = fetch_broker(self.cache_dir)
         java = find_java()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.properties_file.write_text(
-            render_server_properties(self.port, self.controller_port, self.log_dirs)
+        authority = self.authority()
+        server_pem = authority.directory / "broker.pem"
+        if not server_pem.is_file():
+            crt, key = authority.directory / "broker.crt", authority.directory / "broker.key"
+            authority.issue(BROKER, crt, key, host=HOST)
+            _write_private(server_pem, key.read_text() + crt.read_text())
+        _write_private(
+            self.properties_file,
+            render_server_properties(
+                self.port,
+                self.controller_port,
+                self.log_dirs,
+                self.passwords()[BROKER],
+                self.tls_port,
+                authority.directory,
+            ),
         )
         if not (self.log_dirs / "meta.properties").exists():
             self._format_storage(java, libs)
@@ -370,10 +497,17 @@ class LocalKafka:
             return "(no broker log)"
 
     async def wait_ready_async(self, timeout: float = 60.0) -> None:
-        """Wait until a Kafka client can fetch metadata that lists a broker.
+        """Wait until a Kafka client can fetch metadata that lists a broker, give the
+        principals their credentials and ACLs, and wait until the admin can sign in.
 
         Fails fast with the log tail when the JVM exits (bad config, port race, old Java).
         """
+        await self._wait_signed_in(BROKER, timeout)
+        await asyncio.to_thread(self._grant_access)
+        # The credentials reach the broker as it replays the metadata log: soon, not at once.
+        await self._wait_signed_in(ADMIN, timeout)
+
+    async def _wait_signed_in(self, principal: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         last_error: BaseException | None = None
         while True:
@@ -393,7 +527,8 @@ class LocalKafka:
             if _accepts_connections(HOST, self.port):
                 try:
                     await asyncio.wait_for(
-                        _probe_metadata(self.bootstrap_servers), timeout=min(remaining, 10.0)
+                        _probe_metadata(self.client_options(principal)),
+                        timeout=min(remaining, 10.0),
                     )
                     return
                 except Exception as exc:  # not ready yet: any client error means "try again"
@@ -492,8 +627,25 @@ def _accepts_connections(host: str, port: int) -> bool:
         return False
 
 
-async def _probe_metadata(bootstrap_servers: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=5000)
+async def wait_signed_in(kafka: Mapping[str, Any], timeout: float = 30.0) -> None:
+    """Wait until a client with options `kafka` can sign in and read metadata: a credential
+    just made reaches the broker as it replays the metadata log, soon but not at once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await asyncio.wait_for(_probe_metadata(kafka), timeout=10.0)
+            return
+        except Exception as exc:  # any client error means "try again", until the deadline
+            if time.monotonic() > deadline:
+                raise BrokerError(
+                    f"could not sign in as {kafka.get('sasl_plain_username')} within "
+                    f"{timeout:.0f} s: {exc!r}"
+                ) from exc
+        await asyncio.sleep(0.2)
+
+
+async def _probe_metadata(kafka: Mapping[str, Any]) -> None:
+    admin = AIOKafkaAdminClient(**kafka, request_timeout_ms=5000)
     try:
         await admin.start()
         cluster = await admin.describe_cluster()
@@ -507,7 +659,7 @@ async def _probe_metadata(bootstrap_servers: str) -> None:
 
 
 async def bootstrap_topics(
-    bootstrap_servers: str,
+    kafka: Mapping[str, Any],
     specs: Sequence[TopicSpec] | None = None,
     *,
     timeout: float = 30.0,
@@ -517,12 +669,11 @@ async def bootstrap_topics(
     Idempotent: an existing topic gets the spec's configs (so a new setting, such as the broker
     stamping uploads, reaches a broker started before it), its partitions are left as they are
     (a warning notes a count that differs from the spec). Returns the names it created, once
-    every new partition has a leader, so a producer can write to them straight away.
+    every new partition has a leader, so a producer can write to them straight away. `kafka`:
+    an aiokafka client's connection options, signed in as an admin.
     """
     specs = list(all_topics() if specs is None else specs)
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout * 1000)
-    )
+    admin = AIOKafkaAdminClient(**kafka, request_timeout_ms=int(timeout * 1000))
     await admin.start()
     try:
         existing = {t["topic"]: t for t in await admin.describe_topics() if not t["error_code"]}
@@ -597,10 +748,10 @@ async def _wait_for_leaders(
 
 
 def bootstrap_topics_blocking(
-    bootstrap_servers: str, specs: Sequence[TopicSpec] | None = None, *, timeout: float = 30.0
+    kafka: Mapping[str, Any], specs: Sequence[TopicSpec] | None = None, *, timeout: float = 30.0
 ) -> list[str]:
     """`bootstrap_topics` for sync callers (CLI, sync fixtures)."""
-    return _run_blocking(bootstrap_topics(bootstrap_servers, specs, timeout=timeout))
+    return _run_blocking(bootstrap_topics(kafka, specs, timeout=timeout))
 
 
 # --------------------------------------------------------------------------- CLI
@@ -615,6 +766,7 @@ def _broker_from_args(args: argparse.Namespace, *, stop_on_exit: bool = True) ->
         args.data_dir,
         args.port,
         getattr(args, "controller_port", None),
+        tls_port=getattr(args, "tls_port", None),
         stop_on_exit=stop_on_exit,
     )
 
@@ -641,7 +793,7 @@ def _cmd_start(args: argparse.Namespace) -> int:
         broker.wait_ready(args.timeout)
         if args.topics:
             created = bootstrap_topics_blocking(
-                broker.bootstrap_servers, all_topics(args.partitions)
+                broker.client_options(), all_topics(args.partitions)
             )
             print(f"created topics: {', '.join(created) or '(all existed)'}")
         print(f"Kafka {KAFKA_VERSION} ready on {broker.bootstrap_servers} (pid {broker.pid()})")
@@ -698,7 +850,8 @@ def _cmd_bootstrap(args: argparse.Namespace) -> int:
         "RAGBUS_KAFKA_BOOTSTRAP", f"{HOST}:{default_port()}"
     )
     try:
-        created = bootstrap_topics_blocking(servers, all_topics(args.partitions))
+        kafka = KafkaSettings(kafka_bootstrap=servers).kafka_options()
+        created = bootstrap_topics_blocking(kafka, all_topics(args.partitions))
     except Exception as exc:
         print(f"error: could not bootstrap topics on {servers}: {exc!r}", file=sys.stderr)
         return 1
@@ -721,6 +874,7 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--data-dir", type=Path, default=None)
     start.add_argument("--port", type=int, default=None)
     start.add_argument("--controller-port", type=int, default=None)
+    start.add_argument("--tls-port", type=int, default=None, help="default: port+2")
     start.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for ready")
     start.add_argument("--background", action="store_true", help="return once ready")
     start.add_argument(

@@ -11,9 +11,10 @@ the swap on `index.promoted`. `rollback` swaps back to the generation that serve
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
+from typing import Any
 
 from contracts.events import GenerationPlan, IndexSwapped
 from contracts.events import GenerationState as PlanState
@@ -81,8 +82,8 @@ class Gate:
 class Generations:
     """The indexer's generation operations over its store, announced on the bus."""
 
-    def __init__(self, runner: StoreRunner, bus: Bus, bootstrap: str, keep: int) -> None:
-        self.runner, self.bus, self.bootstrap, self.keep = runner, bus, bootstrap, keep
+    def __init__(self, runner: StoreRunner, bus: Bus, kafka: Mapping[str, Any], keep: int) -> None:
+        self.runner, self.bus, self.kafka, self.keep = runner, bus, kafka, keep
         self._lock = asyncio.Lock()
 
     async def kept(self) -> list[Generation]:
@@ -148,7 +149,7 @@ class Generations:
             (CONSUMER_GROUPS["embedder"], CHUNKS_READY),
             (CONSUMER_GROUPS["indexer"], VECTORS_READY),
         ]
-        async with LagReader(self.bootstrap, client_id="ragbus-gate") as reader:
+        async with LagReader(self.kafka, client_id="ragbus-gate") as reader:
             return {group: (await reader.read(group, topic)).total for group, topic in groups}
 
     async def _canaries(self, generation: int, built: set[str]) -> tuple[int, int]:

@@ -45,7 +45,7 @@ def create_app(settings: IndexerSettings, adapters: IndexerAdapters | None = Non
         transient=TRANSIENT,
     )
     register(broker, bus, settings, runner)
-    generations = Generations(runner, bus, settings.kafka_bootstrap, keep=settings.keep_generations)
+    generations = Generations(runner, bus, settings.kafka_options(), keep=settings.keep_generations)
     return create_service_app(
         "indexer",
         settings,

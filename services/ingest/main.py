@@ -6,14 +6,15 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI
 
-from contracts.events import DocumentUploaded
+from contracts.events import DeadLetter, DocumentUploaded
 from contracts.status import DocumentTable
-from contracts.topics import DOCUMENT_UPLOADED
+from contracts.topics import DOCUMENT_UPLOADED, TENANT_UPLOADS_DLQ
 from ragbus.adapters.blobs import BlobStore
 from ragbus.bus import Bus, create_broker
 from ragbus.service import create_service_app
 from ragbus.status_feed import follow
 
+from . import gateway
 from .janitor import BlobReferences
 from .routes import router
 from .settings import IngestSettings, get_settings
@@ -32,8 +33,12 @@ class IngestAdapters:
 
 def create_app(settings: IngestSettings, adapters: IngestAdapters | None = None) -> FastAPI:
     given = adapters or IngestAdapters()
-    broker = create_broker(settings, "ingest")
-    bus = Bus(broker, "ingest", {DOCUMENT_UPLOADED: DocumentUploaded})
+    # A tenant's upload topic made while the service runs is read within 10 s.
+    broker = create_broker(settings, "ingest", metadata_max_age_ms=10_000)
+    bus = Bus(
+        broker, "ingest", {DOCUMENT_UPLOADED: DocumentUploaded, TENANT_UPLOADS_DLQ: DeadLetter}
+    )
+    gateway.register(broker, bus)
     # What the documents are now: tells an unchanged re-upload, and what a tenant may delete.
     board = DocumentTable(settings.deleted_retention)
     follow(broker, board, "ingest")

@@ -287,13 +287,13 @@ def through_service(store: EdgeStore, scratch: Path) -> dict[str, Any]:
     """The query service's HTTP route (`POST /v1/query`, hybrid, generate=false, the real
     embedding model) over the store, beside the same steps in-process (embedding, then the
     engine through the store's runner) in this run: p50 latencies, queries/s at 16 and 64."""
-    broker = LocalKafka(scratch / "kafka", *free_ports(2))
+    broker = LocalKafka(scratch / "kafka", *free_ports(2), tls_port=free_ports(1)[0])
     broker.start()
     broker.wait_ready(timeout=120)
     backend = create_backend(None, batch_size=1)
     asked = questions()
     try:
-        bootstrap_topics_blocking(broker.bootstrap_servers, all_topics(1))
+        bootstrap_topics_blocking(broker.client_options(), all_topics(1))
         return asyncio.run(_through_service(store, backend, broker.bootstrap_servers, asked))
     finally:
         backend.close()

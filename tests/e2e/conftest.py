@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from deploy.kafka.launcher import free_ports
+from deploy.kafka.launcher import LocalKafka, free_ports
 from ragbus_ops.llm_server import MODEL_ALIAS
 from ragbus_ops.supervisor import wait_healthy
+from tests.conftest import STARTED
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -26,13 +27,15 @@ class Stack:
     data_dir: Path
     env: dict[str, str]
     urls: dict[str, str] = field(default_factory=dict)
+    # The broker, when the session started it: each process then signs in as its own principal.
+    kafka: LocalKafka | None = None
     processes: dict[tuple[str, ...], subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start(self, services: tuple[str, ...]) -> None:
         log = (self.data_dir / f"{'+'.join(services)}.log").open("ab")
         self.processes[services] = subprocess.Popen(
             [sys.executable, "-m", "ragbus_ops", "serve", *services],
-            env=self.env,
+            env=self.env | (self.kafka.service_env(*services) if self.kafka else {}),
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO,
@@ -87,7 +90,8 @@ def run_stack(
         env.pop(unset, None)
     if llm_url:
         env |= {"LLM_URL": llm_url, "LLM_MODEL": MODEL_ALIAS}
-    running = Stack(data_dir, env, {name: f"http://127.0.0.1:{p}" for name, p in ports.items()})
+    urls = {name: f"http://127.0.0.1:{p}" for name, p in ports.items()}
+    running = Stack(data_dir, env, urls, kafka=STARTED.get(kafka))
     try:
         for group in PROCESSES:
             running.start(group)

@@ -9,6 +9,8 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from tests.bus import kafka_options
+
 from .conftest import Stack
 
 TERMINAL = {"INDEXED", "FAILED", "DELETED"}
@@ -93,7 +95,7 @@ async def publish_raw(
     bootstrap: str, topic: str, messages: list[tuple[str, dict[str, Any] | bytes]]
 ) -> None:
     """A producer that is not ragbus's code: plain aiokafka and hand-written JSON."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka_options(bootstrap), acks="all")
     await producer.start()
     try:
         for key, value in messages:

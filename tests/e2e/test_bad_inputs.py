@@ -37,6 +37,7 @@ from ragbus.adapters.blobs import BlobStore
 from ragbus.bus import MAX_KEY_CHARS
 from services.chunker.settings import ChunkerSettings
 from services.ingest.settings import IngestSettings
+from tests.bus import kafka_options
 
 from .bad_inputs import (
     TENANT,
@@ -296,7 +297,7 @@ async def _publish_records(bootstrap: str, records: Sequence[RecordCase]) -> lis
 async def _send(bootstrap: str, messages: Sequence[tuple[str, str, bytes | None]]) -> None:
     """Plain aiokafka, as a foreign producer would: bytes as they are, None as a tombstone."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", max_request_size=MAX_MESSAGE_BYTES
+        **kafka_options(bootstrap), acks="all", max_request_size=MAX_MESSAGE_BYTES
     )
     await producer.start()
     try:
@@ -316,7 +317,7 @@ async def _dead_letters(bootstrap: str, keys: set[str]) -> dict[str, list[dict[s
     there (or at the deadline)."""
     consumer = AIOKafkaConsumer(
         *(dlq(topic) for topic in CONSUMED),
-        bootstrap_servers=bootstrap,
+        **kafka_options(bootstrap),
         auto_offset_reset="earliest",
         group_id=None,
         max_partition_fetch_bytes=MAX_MESSAGE_BYTES,

@@ -16,6 +16,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from contracts.topics import INDEX_PROMOTED
+from tests.bus import kafka_options
 
 from .conftest import SHARED_DATA, Stack, run_stack
 from .helpers import upload, wait_final
@@ -126,7 +127,7 @@ def ask(stack: Stack, question: str, mode: str = "hybrid") -> dict[str, Any]:
 async def promotions(bootstrap: str) -> list[dict[str, Any]]:
     """Every record on `index.promoted`, in the order of its timestamps."""
     consumer = AIOKafkaConsumer(
-        INDEX_PROMOTED, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
+        INDEX_PROMOTED, **kafka_options(bootstrap), auto_offset_reset="earliest"
     )
     await consumer.start()
     try:

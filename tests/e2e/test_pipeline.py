@@ -14,6 +14,7 @@ from pypdf import PdfWriter
 
 from contracts.ids import sha256_of, version_of
 from contracts.topics import DOCUMENT_UPLOADED, dlq
+from tests.bus import kafka_options
 
 from .helpers import (
     external_event,
@@ -184,7 +185,7 @@ async def test_an_invalid_event_goes_to_the_dlq_and_the_pipeline_goes_on(stack, 
     assert record["bad-2"]["state"] == "FAILED" and "7.0" in record["bad-2"]["reason"]
     consumer = AIOKafkaConsumer(
         dlq(DOCUMENT_UPLOADED),
-        bootstrap_servers=bootstrap,
+        **kafka_options(bootstrap),
         auto_offset_reset="earliest",
         group_id=None,
     )

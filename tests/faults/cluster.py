@@ -32,6 +32,7 @@ from ragbus.lag import LagReader
 from ragbus.logs import log_tail
 from ragbus_ops.eval.datasets import Document
 from ragbus_ops.supervisor import wait_healthy
+from tests.bus import kafka_options
 from tests.conftest import _start_broker
 
 from .corpus import REPO, upload_body
@@ -101,7 +102,7 @@ class Cluster:
     def start_broker(self) -> None:
         """First start, on free ports, with every ragbus topic (the production partitions)."""
         self._broker = _start_broker(self.root / "kafka")
-        bootstrap_topics_blocking(self.bootstrap)
+        bootstrap_topics_blocking(self.broker.client_options())
 
     def kill_broker(self) -> None:
         self.broker.kill()
@@ -135,6 +136,7 @@ class Cluster:
                 [sys.executable, "-m", "ragbus_ops", "serve", process.service],
                 env={
                     **self.env(),
+                    **self.broker.service_env(process.service),
                     f"RAGBUS_{process.service.upper()}_PORT": str(process.port),
                     **process.env,
                 },
@@ -293,7 +295,7 @@ class Cluster:
 
 async def partitions_of(bootstrap: str, topics: Sequence[str]) -> list[TopicPartition]:
     """Every partition of `topics`, as the broker describes them."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
     await admin.start()
     try:
         described = await admin.describe_topics(list(topics))
@@ -303,14 +305,14 @@ async def partitions_of(bootstrap: str, topics: Sequence[str]) -> list[TopicPart
 
 
 async def _lag(bootstrap: str, group: str, topic: str) -> int:
-    async with LagReader(bootstrap) as reader:
+    async with LagReader(kafka_options(bootstrap)) as reader:
         return (await reader.read(group, topic)).total
 
 
 async def _read_all(bootstrap: str, topics: Sequence[str]) -> list[dict[str, Any]]:
     """Every record of `topics` from the beginning to the end they have now, without a group."""
     partitions = await partitions_of(bootstrap, topics)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(**kafka_options(bootstrap), auto_offset_reset="earliest")
     await consumer.start()
     try:
         ends = {tp: end for tp, end in (await consumer.end_offsets(partitions)).items() if end}

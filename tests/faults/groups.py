@@ -18,6 +18,8 @@ from typing import Any, Self
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from tests.bus import kafka_options
+
 from .cluster import partitions_of
 
 SAMPLE_EVERY_S = 0.1
@@ -89,8 +91,8 @@ class GroupWatcher:
 
     async def _run(self) -> None:
         partitions = await partitions_of(self.bootstrap, [self.topic])
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap)
+        admin = AIOKafkaAdminClient(**kafka_options(self.bootstrap))
+        consumer = AIOKafkaConsumer(**kafka_options(self.bootstrap))
         await admin.start()
         await consumer.start()
         try:

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer
 
 from contracts.topics import CHUNKS_READY
 from ragbus.bus import ASSIGNMENT
+from tests.bus import kafka_options
 
 pytestmark = pytest.mark.faults
 
@@ -28,7 +29,7 @@ async def test_a_stage_consumer_joins_its_group_in_one_generation(kafka_broker, 
     caplog.set_level(logging.INFO, logger="aiokafka.consumer.group_coordinator")
     consumer = AIOKafkaConsumer(
         CHUNKS_READY,
-        bootstrap_servers=kafka_broker,
+        **kafka_options(kafka_broker),
         group_id=f"join-{uuid.uuid4().hex}",
         partition_assignment_strategy=ASSIGNMENT,
         enable_auto_commit=False,

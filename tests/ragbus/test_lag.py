@@ -10,12 +10,13 @@ from prometheus_client import REGISTRY
 
 from contracts.topics import CHUNKS_READY
 from ragbus.lag import LagReader, export_lag
+from tests.bus import kafka_options
 
 pytestmark = pytest.mark.integration
 
 
 async def produce(bootstrap: str, topic: str, per_partition: dict[int, int]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka_options(bootstrap), acks="all")
     await producer.start()
     try:
         for partition, count in per_partition.items():
@@ -29,7 +30,7 @@ async def commit(bootstrap: str, group: str, offsets: dict[TopicPartition, int])
     """Commit offsets for a group that has no member, as a stage would have. Without
     auto-commit: on stop it would commit the consumer's own positions over these."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+        **kafka_options(bootstrap), group_id=group, enable_auto_commit=False
     )
     await consumer.start()
     try:
@@ -43,7 +44,7 @@ async def test_lag_counts_uncommitted_records_and_a_partition_never_committed_fr
     idle_broker,
 ):
     group = f"lag-{uuid.uuid4().hex[:8]}"
-    async with LagReader(idle_broker) as reader:
+    async with LagReader(kafka_options(idle_broker)) as reader:
         before = await reader.read(group, CHUNKS_READY)
     await produce(idle_broker, CHUNKS_READY, {0: 5, 1: 3})
     await commit(
@@ -55,7 +56,7 @@ async def test_lag_counts_uncommitted_records_and_a_partition_never_committed_fr
         },
     )
 
-    async with LagReader(idle_broker) as reader:
+    async with LagReader(kafka_options(idle_broker)) as reader:
         lag = await reader.read(group, CHUNKS_READY)
 
     assert lag.partitions.keys() == before.partitions.keys() and len(lag.partitions) >= 3
@@ -67,7 +68,7 @@ async def test_lag_counts_uncommitted_records_and_a_partition_never_committed_fr
 
 
 async def test_a_topic_that_does_not_exist_has_no_partitions(idle_broker):
-    async with LagReader(idle_broker) as reader:
+    async with LagReader(kafka_options(idle_broker)) as reader:
         lag = await reader.read("any-group", f"no-such-topic-{uuid.uuid4().hex[:8]}")
     assert (lag.partitions, lag.total) == ({}, 0)
 
@@ -75,9 +76,11 @@ async def test_a_topic_that_does_not_exist_has_no_partitions(idle_broker):
 async def test_the_exporter_publishes_the_lag_as_a_gauge(idle_broker):
     group = f"lag-{uuid.uuid4().hex[:8]}"
     await produce(idle_broker, CHUNKS_READY, {3: 2})
-    async with LagReader(idle_broker) as reader:
+    async with LagReader(kafka_options(idle_broker)) as reader:
         expected = await reader.read(group, CHUNKS_READY)
-    task = asyncio.create_task(export_lag(idle_broker, group, CHUNKS_READY, interval_s=0.2))
+    task = asyncio.create_task(
+        export_lag(kafka_options(idle_broker), group, CHUNKS_READY, interval_s=0.2)
+    )
     labels = {"group": group, "topic": CHUNKS_READY}
     try:
         for _ in range(100):

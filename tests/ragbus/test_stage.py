@@ -11,7 +11,9 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from contracts.events import DocumentDeleted
+from ragbus.settings import KafkaSettings
 from ragbus.stage import subscribe
+from tests.bus import kafka_options
 
 pytestmark = pytest.mark.integration
 
@@ -21,13 +23,13 @@ RECORDS = 40
 
 async def fill(bootstrap: str, topic: str) -> set[str]:
     """A new topic with RECORDS tombstones spread over its partitions; their document ids."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
     finally:
         await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka_options(bootstrap), acks="all")
     await producer.start()
     ids = {f"doc-{n}" for n in range(RECORDS)}
     try:
@@ -44,7 +46,7 @@ async def fill(bootstrap: str, topic: str) -> set[str]:
 async def test_a_failed_batch_spanning_partitions_is_redelivered_whole(idle_broker):
     topic = f"test.batches.{uuid.uuid4().hex[:8]}"
     expected = await fill(idle_broker, topic)
-    broker = KafkaBroker(idle_broker)
+    broker = KafkaBroker(idle_broker, security=KafkaSettings().kafka_security())
     seen: set[str] = set()
     failed_batches: list[set[int]] = []
 

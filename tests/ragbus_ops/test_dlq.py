@@ -29,6 +29,7 @@ from ragbus_ops.dlq import (
     list_letters,
     replay,
 )
+from tests.bus import kafka_options
 
 BINARY = b"\xff\xfe\x00 not utf-8 \x80"
 
@@ -72,7 +73,7 @@ async def write(
     bootstrap: str, letters: list[DeadLetter | tuple[str, bytes]], partition: int | None = None
 ) -> list[str]:
     """Publish letters (or raw `(dlq topic, bytes)` records) to the DLQs; their positions."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka_options(bootstrap), acks="all")
     await producer.start()
     try:
         positions = []
@@ -90,8 +91,8 @@ async def write(
 
 
 async def ends(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    producer = AIOKafkaProducer(**kafka_options(bootstrap))
+    consumer = AIOKafkaConsumer(**kafka_options(bootstrap))
     await producer.start()
     await consumer.start()
     try:
@@ -106,7 +107,7 @@ async def published_since(
     bootstrap: str, since: dict[TopicPartition, int], keys: set[str]
 ) -> list["ConsumerRecord[bytes, bytes]"]:
     """The records keyed by one of `keys` written after `since`, up to the current ends."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka_options(bootstrap), enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign(list(since))
@@ -178,7 +179,7 @@ async def test_list_shows_each_letter_and_narrows_by_document_stage_and_topic(id
         ],
     )
 
-    listed = await list_letters(idle_broker, Selection(tenant_id=tenant))
+    listed = await list_letters(kafka_options(idle_broker), Selection(tenant_id=tenant))
 
     assert [entry.position for entry in listed] == written  # oldest first
     first = listed[0]
@@ -190,10 +191,12 @@ async def test_list_shows_each_letter_and_narrows_by_document_stage_and_topic(id
         3,
     )
     assert listed[2].letter is not None and listed[2].letter.payload_encoding == "base64"
-    by_document = await list_letters(idle_broker, Selection(document_id=b))
-    by_stage = await list_letters(idle_broker, Selection(tenant_id=tenant, stage="embedder"))
+    by_document = await list_letters(kafka_options(idle_broker), Selection(document_id=b))
+    by_stage = await list_letters(
+        kafka_options(idle_broker), Selection(tenant_id=tenant, stage="embedder")
+    )
     by_topic = await list_letters(
-        idle_broker, Selection(topics=(DOCUMENT_UPLOADED,), tenant_id=tenant)
+        kafka_options(idle_broker), Selection(topics=(DOCUMENT_UPLOADED,), tenant_id=tenant)
     )
     assert [entry.position for entry in by_document] == [written[1]]
     assert [entry.position for entry in by_stage] == [written[1]]
@@ -212,20 +215,24 @@ async def test_replay_restores_the_original_bytes_and_key_once(idle_broker):
     selection = Selection(tenant_id=tenant)
     before = await ends(idle_broker, DOCUMENT_UPLOADED)
 
-    dry = await replay(idle_broker, selection, dry_run=True)
+    dry = await replay(kafka_options(idle_broker), selection, dry_run=True)
     assert sorted(entry.position for entry in dry.replayed) == sorted(written)
     assert await published_since(idle_broker, before, set(original)) == []
-    assert not any(entry.replayed for entry in await list_letters(idle_broker, selection))
+    assert not any(
+        entry.replayed for entry in await list_letters(kafka_options(idle_broker), selection)
+    )
 
-    done = await replay(idle_broker, selection)
+    done = await replay(kafka_options(idle_broker), selection)
     assert sorted(entry.position for entry in done.replayed) == sorted(written)
     records = await published_since(idle_broker, before, set(original))
     assert {r.key.decode(): r.value for r in records} == original
     assert sorted(dict(r.headers)[REPLAYED_FROM].decode() for r in records) == sorted(written)
-    assert all(entry.replayed for entry in await list_letters(idle_broker, selection))
+    assert all(
+        entry.replayed for entry in await list_letters(kafka_options(idle_broker), selection)
+    )
 
     after = await ends(idle_broker, DOCUMENT_UPLOADED)
-    again = await replay(idle_broker, selection)
+    again = await replay(kafka_options(idle_broker), selection)
     assert again.replayed == []
     assert await published_since(idle_broker, after, set(original)) == []
 
@@ -242,12 +249,13 @@ async def test_a_filtered_replay_leaves_the_other_letters_replayable(idle_broker
     )
     before = await ends(idle_broker, CHUNKS_READY)
 
-    only_second = await replay(idle_broker, Selection(document_id=second))
+    only_second = await replay(kafka_options(idle_broker), Selection(document_id=second))
     state = {
-        e.position: e.replayed for e in await list_letters(idle_broker, Selection(tenant_id=tenant))
+        e.position: e.replayed
+        for e in await list_letters(kafka_options(idle_broker), Selection(tenant_id=tenant))
     }
-    the_rest = await replay(idle_broker, Selection(tenant_id=tenant))
-    nothing_left = await replay(idle_broker, Selection(tenant_id=tenant))
+    the_rest = await replay(kafka_options(idle_broker), Selection(tenant_id=tenant))
+    nothing_left = await replay(kafka_options(idle_broker), Selection(tenant_id=tenant))
 
     assert [entry.position for entry in only_second.replayed] == [written[1]]
     assert state == {written[0]: False, written[1]: True}
@@ -273,14 +281,18 @@ async def test_a_record_that_is_no_letter_is_listed_and_passed_over(idle_broker)
         ],
         partition=0,
     )
-    listed = positions(await list_letters(idle_broker, Selection(topics=(DOCUMENT_UPLOADED,))))
+    listed = positions(
+        await list_letters(kafka_options(idle_broker), Selection(topics=(DOCUMENT_UPLOADED,)))
+    )
     assert listed[garbage].letter is None and "not a dead letter" in (listed[garbage].problem or "")
     assert listed[wrong_topic].letter is None and "chunks.ready" in (
         listed[wrong_topic].problem or ""
     )
-    assert garbage not in positions(await list_letters(idle_broker, Selection(tenant_id=tenant)))
+    assert garbage not in positions(
+        await list_letters(kafka_options(idle_broker), Selection(tenant_id=tenant))
+    )
 
-    result = await replay(idle_broker, Selection(tenant_id=tenant))
+    result = await replay(kafka_options(idle_broker), Selection(tenant_id=tenant))
 
     assert [entry.position for entry in result.replayed] == [good]
     assert {garbage, wrong_topic} <= {entry.position for entry in result.unreadable}
@@ -290,7 +302,7 @@ async def test_a_record_that_is_no_letter_is_listed_and_passed_over(idle_broker)
 async def test_an_unreachable_broker_is_a_clear_error():
     (port,) = free_ports(1)
     with pytest.raises(DlqError, match=f"cannot reach the Kafka broker at 127.0.0.1:{port}"):
-        await list_letters(f"127.0.0.1:{port}")
+        await list_letters(kafka_options(f"127.0.0.1:{port}"))
 
 
 @pytest.mark.integration
@@ -329,7 +341,7 @@ def test_the_command_fails_with_a_message_when_the_broker_is_unreachable(capsys)
 @pytest.mark.integration
 async def test_a_letter_of_a_document_deleted_since_is_refused_with_the_reason(idle_broker):
     tenant, gone, kept = unique("tenant"), unique("doc"), unique("doc")
-    producer = AIOKafkaProducer(bootstrap_servers=idle_broker, acks="all")
+    producer = AIOKafkaProducer(**kafka_options(idle_broker), acks="all")
     await producer.start()
     try:
         originals = {
@@ -355,10 +367,10 @@ async def test_a_letter_of_a_document_deleted_since_is_refused_with_the_reason(i
     )
     selection = Selection(tenant_id=tenant)
 
-    result = await replay(idle_broker, selection)
+    result = await replay(kafka_options(idle_broker), selection)
 
     assert [entry.letter.document_id for entry in result.replayed] == [kept]
     ((entry, reason),) = result.refused
     assert entry.letter.document_id == gone and "deleted after it" in reason
-    again = await replay(idle_broker, selection)
+    again = await replay(kafka_options(idle_broker), selection)
     assert (again.replayed, again.refused) == ([], [])  # handled: never refused twice

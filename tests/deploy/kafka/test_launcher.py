@@ -24,13 +24,14 @@ from deploy.kafka.launcher import (
     new_cluster_id,
     render_server_properties,
 )
+from tests.bus import kafka_options
 
 REPO = Path(__file__).resolve().parents[3]
 PARTITIONS = 5  # not the broker's num.partitions (12), so the spec is what shows
 
 
 async def _topic_partitions(servers: str) -> dict[str, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    admin = AIOKafkaAdminClient(**kafka_options(servers))
     await admin.start()
     try:
         return {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics()}
@@ -39,7 +40,7 @@ async def _topic_partitions(servers: str) -> dict[str, int]:
 
 
 async def _topic_configs(servers: str, topic: str) -> dict[str, str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    admin = AIOKafkaAdminClient(**kafka_options(servers))
     await admin.start()
     try:
         [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
@@ -53,12 +54,12 @@ async def _topic_configs(servers: str, topic: str) -> dict[str, str]:
 async def _round_trip(servers: str, payload: bytes) -> None:
     """Produce one keyed message and read it back through a consumer group."""
     async with AIOKafkaProducer(
-        bootstrap_servers=servers, max_request_size=MAX_MESSAGE_BYTES, acks="all"
+        **kafka_options(servers), max_request_size=MAX_MESSAGE_BYTES, acks="all"
     ) as producer:
         sent = await producer.send_and_wait(DOCUMENT_UPLOADED, payload, key=b"doc-1")
     consumer = AIOKafkaConsumer(
         DOCUMENT_UPLOADED,
-        bootstrap_servers=servers,
+        **kafka_options(servers),
         group_id="test-launcher",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -77,9 +78,15 @@ async def _round_trip(servers: str, payload: bytes) -> None:
 
 @pytest.mark.unit
 def test_render_fills_every_placeholder(tmp_path: Path) -> None:
-    text = render_server_properties(19092, 19093, tmp_path / "kraft")
+    text = render_server_properties(19092, 19093, tmp_path / "kraft", "s3cret", 19094, tmp_path)
     assert "{" not in text
-    assert "listeners=PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093" in text
+    assert (
+        "listeners=SASL_PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093,"
+        "SSL://127.0.0.1:19094"
+    ) in text
+    assert "listener.name.ssl.ssl.client.auth=required" in text
+    assert 'user_broker="s3cret"' in text
+    assert "allow.everyone.if.no.acl.found=false" in text
     assert "controller.quorum.voters=1@127.0.0.1:19093" in text
     assert f"log.dirs={(tmp_path / 'kraft').resolve()}" in text
     assert f"message.max.bytes={MAX_MESSAGE_BYTES}" in text
@@ -127,14 +134,14 @@ async def test_broker_lifecycle(tmp_path: Path) -> None:
     data_dir = tmp_path / "kafka"
     specs = all_topics(PARTITIONS)
     names = [spec.name for spec in specs]
-    port, controller_port = free_ports(2)
-    broker = LocalKafka(data_dir, port, controller_port)
+    port, controller_port, tls_port = free_ports(3)
+    broker = LocalKafka(data_dir, port, controller_port, tls_port=tls_port)
     broker.start()
     try:
         await broker.wait_ready_async(timeout=60)
         servers = broker.bootstrap_servers
 
-        assert await bootstrap_topics(servers, specs) == names
+        assert await bootstrap_topics(kafka_options(servers), specs) == names
         partitions = await _topic_partitions(servers)
         assert {name: partitions[name] for name in names} == {s.name: s.partitions for s in specs}
         for compacted in (DOCUMENT_STATUS, DOCUMENT_UPLOADED):  # the state, and the corpus
@@ -147,23 +154,23 @@ async def test_broker_lifecycle(tmp_path: Path) -> None:
         ] == "LogAppendTime"  # uploads dated by the broker, not their producers
 
         await _round_trip(servers, os.urandom(3 * 1024 * 1024))  # beyond Kafka's 1 MiB default
-        assert await bootstrap_topics(servers, specs) == []  # idempotent
+        assert await bootstrap_topics(kafka_options(servers), specs) == []  # idempotent
 
         # A topic made before a spec changed gets the spec's configs at the next bootstrap.
         older = [
             spec if spec.name != DOCUMENT_UPLOADED else replace(spec, configs={}) for spec in specs
         ]
-        await bootstrap_topics(servers, older)
+        await bootstrap_topics(kafka_options(servers), older)
         configs = await _topic_configs(servers, DOCUMENT_UPLOADED)
         assert configs["message.timestamp.type"] == "CreateTime"
-        await bootstrap_topics(servers, specs)
+        await bootstrap_topics(kafka_options(servers), specs)
         assert (await _topic_configs(servers, DOCUMENT_UPLOADED))[
             "message.timestamp.type"
         ] == "LogAppendTime"
 
         # A second handle on the same data dir (what `launcher stop` does) finds it by pid file.
         with pytest.raises(BrokerError, match="already running"):
-            LocalKafka(data_dir, port, controller_port).start()
+            LocalKafka(data_dir, port, controller_port, tls_port=tls_port).start()
         LocalKafka(data_dir).stop()
         assert not broker.is_running()
         assert not broker.pid_file.exists()
@@ -172,11 +179,11 @@ async def test_broker_lifecycle(tmp_path: Path) -> None:
 
     # Restart through the CLI in the foreground, on other ports: the topics are still there,
     # and SIGINT (Ctrl-C) stops the broker cleanly.
-    port, controller_port = free_ports(2)
+    port, controller_port, tls_port = free_ports(3)
     cmd = [
         sys.executable, "-m", "deploy.kafka.launcher", "start", "--no-topics",
         "--data-dir", str(data_dir), "--port", str(port),
-        "--controller-port", str(controller_port),
+        "--controller-port", str(controller_port), "--tls-port", str(tls_port),
     ]  # fmt: skip
     cli = subprocess.Popen(
         cmd,
@@ -195,7 +202,7 @@ async def test_broker_lifecycle(tmp_path: Path) -> None:
         servers = f"127.0.0.1:{port}"
         partitions = await _topic_partitions(servers)
         assert {name: partitions[name] for name in names} == {s.name: s.partitions for s in specs}
-        assert await bootstrap_topics(servers, specs) == []
+        assert await bootstrap_topics(kafka_options(servers), specs) == []
 
         restarted = LocalKafka(data_dir)
         assert restarted.is_running()

@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from contracts.events import DocumentUploaded, UploadOrDelete
 from contracts.topics import DOCUMENT_UPLOADED
 from services.chunker.subscriber import uploaded_when_appended
+from tests.bus import kafka_options
 
 FUTURE = datetime(2999, 1, 1, tzinfo=UTC)
 
@@ -24,7 +25,7 @@ async def test_an_upload_dated_in_the_future_is_dated_when_the_broker_appended_i
         filename="x.txt",
         occurred_at=FUTURE,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_broker, acks="all")
+    producer = AIOKafkaProducer(**kafka_options(kafka_broker), acks="all")
     await producer.start()
     try:
         sent = await producer.send_and_wait(
@@ -32,7 +33,7 @@ async def test_an_upload_dated_in_the_future_is_dated_when_the_broker_appended_i
         )
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_broker, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka_options(kafka_broker), enable_auto_commit=False)
     await consumer.start()
     try:
         tp = TopicPartition(DOCUMENT_UPLOADED, sent.partition)

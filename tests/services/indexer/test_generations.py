@@ -57,7 +57,7 @@ def bus() -> RecordingBus:
 
 @pytest.fixture
 def generations(runner: StoreRunner, bus: RecordingBus, monkeypatch) -> Generations:
-    operations = Generations(runner, bus, "unused:9092", keep=1)  # type: ignore[arg-type]
+    operations = Generations(runner, bus, {}, keep=1)  # type: ignore[arg-type]
 
     async def caught_up(chosen: Any) -> dict[str, int]:
         return {"ragbus-chunker-g2": 0}
@@ -84,7 +84,7 @@ async def test_a_plan_is_announced_with_every_generation_kept(generations, bus):
 async def test_nothing_indexed_cannot_be_rebuilt(bus):
     empty = StoreRunner(FakeStore())
     with pytest.raises(ValueError, match="nothing is indexed"):
-        await Generations(empty, bus, "unused", keep=1).plan(None, None, None)  # type: ignore[arg-type]
+        await Generations(empty, bus, {}, keep=1).plan(None, None, None)  # type: ignore[arg-type]
     await empty.close()
 
 
