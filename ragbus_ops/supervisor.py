@@ -192,7 +192,11 @@ class Stack:
 
     def print_urls(self) -> None:
         print("\nragbus is up:", flush=True)
-        print(f"  broker   {self.kafka.bootstrap_servers}")
+        print(
+            f"  broker   {self.kafka.bootstrap_servers} (SASL SCRAM-SHA-512), "
+            f"{self.kafka.tls_servers} (TLS client certificates); credentials in "
+            f"{self.kafka.access_file}"
+        )
         for service in ("ingest", "query", "status", "indexer", "chunker", "embedder"):
             print(f"  {service:<8} http://127.0.0.1:{port_of(service)}  (docs: /docs)")
         llm = self.llm_env()

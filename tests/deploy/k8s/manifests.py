@@ -10,8 +10,9 @@ Validation, per object:
 - built-in kinds against the JSON schemas of Kubernetes K8S_VERSION that the PyPI package
   kubernetes-validate ships, strict: an unknown field is an error, as kubectl's default
   server-side field validation makes it;
-- ScaledObject against the openAPIV3Schema of KEDA's CRD, KafkaTopic against Strimzi's (the
-  fixtures/ files, each naming its source and version), made strict the same way;
+- ScaledObject and TriggerAuthentication against the openAPIV3Schema of KEDA's CRDs, KafkaTopic
+  and KafkaUser against Strimzi's (the fixtures/ files, each naming its source and version),
+  made strict the same way;
 - then what the schemas leave out: names must be DNS names, and every container image must be
   pinned to a tag other than `latest` (the schemas do not even require an image).
 """
@@ -32,7 +33,9 @@ K8S_VERSION = "1.30"
 FIXTURES = Path(__file__).parent / "fixtures"
 CRD_FILES = {
     ("keda.sh", "ScaledObject"): FIXTURES / "keda.sh_scaledobjects.yaml",
+    ("keda.sh", "TriggerAuthentication"): FIXTURES / "keda.sh_triggerauthentications.yaml",
     ("kafka.strimzi.io", "KafkaTopic"): FIXTURES / "strimzi-kafkatopic-crd.yaml",
+    ("kafka.strimzi.io", "KafkaUser"): FIXTURES / "strimzi-kafkauser-crd.yaml",
 }
 CLUSTER_SCOPED = frozenset({"Namespace", "PersistentVolume", "StorageClass", "ClusterRole"})
 POD_OWNERS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job"})

@@ -1,10 +1,10 @@
 """deploy/k8s, rendered without the kustomize binary (manifests.py), checked offline: every object
 against the Kubernetes, KEDA and Strimzi schemas, and the whole against the code it deploys:
-topics, consumer groups, settings, ports."""
+topics, consumer groups, settings, ports, and who may do what on the bus."""
 
 import copy
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -14,7 +14,15 @@ import pytest
 from faststream.kafka import KafkaBroker
 
 from contracts.events import Stage
-from contracts.topics import all_topics
+from contracts.topics import all_topics, tenant_topic
+from deploy.kafka.access import (
+    ADMIN,
+    SERVICE_RULES,
+    Rule,
+    service_principal,
+    tenant_principal,
+    tenant_rules,
+)
 from ragbus.bus import Bus
 from services.registry import SERVICES
 from tests.deploy.k8s.manifests import Manifest, containers, pod_spec, problems, render
@@ -26,6 +34,7 @@ K8S = Path(__file__).resolve().parents[3] / "deploy" / "k8s"
 LAYOUTS = [K8S / "base", *sorted(p.parent for p in K8S.glob("overlays/*/kustomization.yaml"))]
 STAGES: tuple[Stage, ...] = ("chunker", "embedder", "indexer")
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+EXAMPLE_TENANT = "example"  # tenant-example.yaml
 
 
 @pytest.fixture(scope="module", params=LAYOUTS, ids=lambda p: p.name)
@@ -86,6 +95,7 @@ def _drop(path: str) -> Callable[[Manifest], None]:
 
 
 CONTAINER = "spec.template.spec.containers.0"
+ACL = "spec.authorization.acls.0"
 
 
 @pytest.mark.parametrize(
@@ -108,6 +118,11 @@ CONTAINER = "spec.template.spec.containers.0"
         # Strimzi.
         ("KafkaTopic", "chunks-ready", _set("spec.partitions", "12"), "integer"),
         ("KafkaTopic", "chunks-ready", _set("spec.partition", 12), "Additional properties"),
+        ("KafkaUser", "ragbus-query", _set(f"{ACL}.operations", ["READ"]), "is not one of"),
+        ("KafkaUser", "ragbus-query", _set(f"{ACL}.resource.patternType", "prefixed"), "one of"),
+        ("KafkaUser", "ragbus-query", _set("spec.authentication", {}), "'type' is a required"),
+        # KEDA's authentication.
+        ("TriggerAuthentication", "ragbus-kafka", _drop("spec.env.0.name"), "'name' is a required"),
     ],
 )
 def test_the_validation_catches_a_broken_manifest(base, kind, name, mutate, expected):
@@ -119,8 +134,9 @@ def test_the_validation_catches_a_broken_manifest(base, kind, name, mutate, expe
 
 def test_the_topics_are_the_contracts_topics(objects):
     topics = {t["spec"]["topicName"]: t["spec"] for t in of_kind(objects, "KafkaTopic").values()}
-    assert set(topics) == {spec.name for spec in all_topics()}
-    for spec in all_topics():
+    expected = [*all_topics(), tenant_topic(EXAMPLE_TENANT)]
+    assert set(topics) == {spec.name for spec in expected}
+    for spec in expected:
         assert topics[spec.name]["partitions"] == spec.partitions
         declared = topics[spec.name]["config"]
         # Replication settings are the cluster's business; everything else is the contract's.
@@ -285,3 +301,96 @@ def test_gpu_servers_run_on_gpu_nodes_and_serve_the_configured_model():
     (vllm,) = pod_spec(the(objects, "Deployment", "vllm"))["containers"]
     assert f"--served-model-name={config['LLM_MODEL']}" in vllm["args"]
     assert config["LLM_URL"].endswith("/v1")
+
+
+Acl = tuple[str, str, str, str]
+
+
+def acls(user: Manifest) -> set[Acl]:
+    """A KafkaUser's ACLs, one (resource type, name, pattern type, operation) per operation."""
+    found: set[Acl] = set()
+    for acl in user["spec"]["authorization"]["acls"]:
+        # Neither `type: deny` nor a `host`: every ACL of access.py allows, from any host.
+        assert set(acl) == {"resource", "operations"}, acl
+        resource = acl["resource"]
+        pattern = resource.get("patternType", "literal")
+        found |= {(resource["type"], resource["name"], pattern, op) for op in acl["operations"]}
+    return found
+
+
+def granted(rules: Iterable[Rule]) -> set[Acl]:
+    """The same for rules of deploy/kafka/access.py, in Strimzi's spelling."""
+    return {
+        (rule.resource, rule.name, "prefix" if rule.prefixed else "literal", op.capitalize())
+        for rule in rules
+        for op in rule.operations
+    }
+
+
+def allows(rules: Iterable[Rule], resource: str, name: str, operation: str) -> bool:
+    """Whether `rules` allow `operation` on a resource (READ and WRITE imply DESCRIBE)."""
+    implied = {"READ", "WRITE", "DESCRIBE"} if operation == "DESCRIBE" else {operation}
+    return any(
+        rule.resource == resource
+        and (name.startswith(rule.name) if rule.prefixed else name == rule.name)
+        and implied & set(rule.operations)
+        for rule in rules
+    )
+
+
+def test_each_principal_has_exactly_the_acls_of_deploy_kafka_access(objects):
+    users = of_kind(objects, "KafkaUser")
+    # Each service runs in a Deployment of its own: no principal of services served together.
+    principals = {service_principal(service) for service in SERVICE_RULES}
+    assert set(users) == principals | {ADMIN, tenant_principal(EXAMPLE_TENANT)}
+    for user in users.values():
+        assert user["spec"]["authentication"] == {"type": "scram-sha-512"}
+    for service, rules in SERVICE_RULES.items():
+        user = users[service_principal(service)]
+        assert user["spec"]["authorization"]["type"] == "simple"
+        assert acls(user) == granted(rules), service
+    # A super user through the cluster's superUsers: no ACLs to keep in step.
+    assert "authorization" not in users[ADMIN]["spec"]
+
+
+def test_the_example_tenant_may_only_write_its_own_upload_topic(objects):
+    assert acls(the(objects, "KafkaUser", tenant_principal(EXAMPLE_TENANT))) == granted(
+        tenant_rules(EXAMPLE_TENANT)
+    )
+
+
+def test_every_service_signs_in_as_its_own_principal(objects):
+    users = of_kind(objects, "KafkaUser")
+    for service, container in ragbus_containers(objects).items():
+        env = {item["name"]: item for item in container["env"]}
+        principal = service_principal(service)
+        assert env["RAGBUS_KAFKA_USERNAME"]["value"] == principal
+        # The Secret Strimzi's User Operator keeps for the KafkaUser.
+        secret = env["RAGBUS_KAFKA_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert secret == {"name": principal, "key": "password"}
+        assert principal in users
+
+
+def test_keda_reads_the_lag_signed_in_as_the_stage(objects):
+    principals = {service_principal(name): rules for name, rules in SERVICE_RULES.items()}
+    deployments = of_kind(objects, "Deployment")
+    authentications = of_kind(objects, "TriggerAuthentication")
+    for scaled in of_kind(objects, "ScaledObject").values():
+        for trigger in scaled["spec"]["triggers"]:
+            if trigger["type"] != "kafka":
+                continue
+            metadata = trigger["metadata"]
+            assert metadata["sasl"] == "scram_sha512"
+            authentication = authentications[trigger["authenticationRef"]["name"]]["spec"]
+            params = {each["parameter"]: each for each in authentication["env"]}
+            assert set(params) == {"username", "password"}
+            # Without a containerName, KEDA reads the scaled Deployment's first container.
+            assert not any("containerName" in each for each in params.values())
+            target = deployments[scaled["spec"]["scaleTargetRef"]["name"]]
+            env = {item["name"]: item for item in pod_spec(target)["containers"][0]["env"]}
+            principal = env[params["username"]["name"]]["value"]
+            assert env[params["password"]["name"]]["valueFrom"]["secretKeyRef"]["name"] == principal
+            # KEDA fetches the group's committed offsets and the topic's end offsets.
+            rules = principals[principal]
+            assert allows(rules, "group", metadata["consumerGroup"], "DESCRIBE")
+            assert allows(rules, "topic", metadata["topic"], "DESCRIBE")
