@@ -391,6 +391,8 @@ PromotedOrDelete: TypeAlias = Annotated[
 EVENT_TYPES: dict[str, type[BaseModel]] = {
     model.__name__: model
     for model in (
+        TenantUpload,
+        TenantDelete,
         DocumentUploaded,
         DocumentDeleted,
         ChunksReady,

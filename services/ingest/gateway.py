@@ -22,6 +22,7 @@ from contracts.events import (
     DocumentState,
     DocumentUploaded,
     TenantUploadOrDelete,
+    UploadOrDelete,
     describe_validation_error,
 )
 from contracts.ids import document_id
@@ -104,7 +105,8 @@ def register(broker: KafkaBroker, bus: Bus) -> None:
         pattern=True,
         read=read_record,
         title="ingest:gateway",
-        description="Outside producers' uploads and deletions, bound to their topic's tenant.",
+        description="Outside producers' uploads and deletions (`TenantUpload`, `TenantDelete`), "
+        "each passed on bound to its topic's tenant as the event shown.",
     )
-    async def on_tenant_uploads(events: list[Any], message: KafkaMessage) -> None:
+    async def on_tenant_uploads(events: list[UploadOrDelete], message: KafkaMessage) -> None:
         await handle(bus, message, admit)

@@ -15,13 +15,13 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import TopicAuthorizationFailedError
 
 from contracts.ids import document_id
 from contracts.topics import DOCUMENT_STATUS, DOCUMENT_UPLOADED, tenant_uploads
 from ragbus_ops.cli import main as ragbus
-from tests.bus import kafka_options
+from tests.bus import read_all
 from tests.conftest import STARTED
 
 from .conftest import REPO, Stack
@@ -72,30 +72,11 @@ async def test_a_tenant_principal_writes_its_own_upload_topic_and_nothing_else(a
 
 def bus_states(bootstrap: str, ids: set[str]) -> dict[str, dict[str, Any]]:
     """The latest status update of each document of `ids` on `document.status`."""
-
-    async def read() -> dict[str, dict[str, Any]]:
-        latest: dict[str, dict[str, Any]] = {}
-        consumer = AIOKafkaConsumer(**kafka_options(bootstrap), enable_auto_commit=False)
-        await consumer.start()
-        try:
-            partitions = [
-                TopicPartition(DOCUMENT_STATUS, p)
-                for p in consumer.partitions_for_topic(DOCUMENT_STATUS) or ()
-            ]
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            ends = await consumer.end_offsets(partitions)
-            while any(await consumer.position(tp) < end for tp, end in ends.items()):
-                for records in (await consumer.getmany(timeout_ms=1000)).values():
-                    for record in records:
-                        update = orjson.loads(record.value or b"{}")
-                        if update.get("document_id") in ids:
-                            latest[update["document_id"]] = update
-        finally:
-            await consumer.stop()
-        return latest
-
-    return asyncio.run(read())
+    latest = {}
+    for update in asyncio.run(read_all(bootstrap, [DOCUMENT_STATUS])):
+        if isinstance(update, dict) and update.get("document_id") in ids:
+            latest[update["document_id"]] = update
+    return latest
 
 
 def wait_on_bus(

@@ -21,9 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts.topics import CONSUMED, dlq
 from deploy.kafka.launcher import LocalKafka, bootstrap_topics_blocking, free_ports
@@ -32,7 +29,7 @@ from ragbus.lag import LagReader
 from ragbus.logs import log_tail
 from ragbus_ops.eval.datasets import Document
 from ragbus_ops.supervisor import wait_healthy
-from tests.bus import kafka_options
+from tests.bus import kafka_options, read_all
 from tests.conftest import _start_broker
 
 from .corpus import REPO, upload_body
@@ -273,7 +270,7 @@ class Cluster:
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """Every record in every dead-letter topic."""
-        return asyncio.run(_read_all(self.bootstrap, [dlq(topic) for topic in CONSUMED]))
+        return asyncio.run(read_all(self.bootstrap, [dlq(topic) for topic in CONSUMED]))
 
     def stored_points(
         self, alias: str = "ragbus", generation: int | None = None
@@ -293,41 +290,9 @@ class Cluster:
         ]
 
 
-async def partitions_of(bootstrap: str, topics: Sequence[str]) -> list[TopicPartition]:
-    """Every partition of `topics`, as the broker describes them."""
-    admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
-    await admin.start()
-    try:
-        described = await admin.describe_topics(list(topics))
-    finally:
-        await admin.close()
-    return [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
-
-
 async def _lag(bootstrap: str, group: str, topic: str) -> int:
     async with LagReader(kafka_options(bootstrap)) as reader:
         return (await reader.read(group, topic)).total
-
-
-async def _read_all(bootstrap: str, topics: Sequence[str]) -> list[dict[str, Any]]:
-    """Every record of `topics` from the beginning to the end they have now, without a group."""
-    partitions = await partitions_of(bootstrap, topics)
-    consumer = AIOKafkaConsumer(**kafka_options(bootstrap), auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        ends = {tp: end for tp, end in (await consumer.end_offsets(partitions)).items() if end}
-        if not ends:
-            return []
-        consumer.assign(list(ends))
-        await consumer.seek_to_beginning(*ends)
-        values: list[dict[str, Any]] = []
-        while ends:
-            for records in (await consumer.getmany(timeout_ms=1000)).values():
-                values += [orjson.loads(record.value or b"null") for record in records]
-            ends = {tp: end for tp, end in ends.items() if await consumer.position(tp) < end}
-        return values
-    finally:
-        await consumer.stop()
 
 
 def _exited(process: Process) -> bool:

@@ -18,9 +18,7 @@ from typing import Any, Self
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from tests.bus import kafka_options
-
-from .cluster import partitions_of
+from tests.bus import kafka_options, partitions_of
 
 SAMPLE_EVERY_S = 0.1
 

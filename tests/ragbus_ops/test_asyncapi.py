@@ -3,7 +3,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from contracts.topics import CONSUMED, DOCUMENT_STATUS, all_topics, dlq
+from contracts.topics import (
+    CONSUMED,
+    DOCUMENT_STATUS,
+    TENANT_UPLOADS_SUBSCRIPTION,
+    all_topics,
+    dlq,
+)
 from ragbus_ops.asyncapi import document
 
 pytestmark = pytest.mark.unit
@@ -13,7 +19,8 @@ COMMITTED = Path(__file__).parents[2] / "contracts" / "asyncapi.json"
 def test_the_asyncapi_document_covers_every_topic_and_event():
     spec = document()
     addresses = {channel["address"] for channel in spec["channels"].values()}
-    assert addresses == {topic.name for topic in all_topics()}
+    # Every topic, and the pattern of the tenants' upload topics.
+    assert addresses == {topic.name for topic in all_topics()} | {TENANT_UPLOADS_SUBSCRIPTION}
     assert {dlq(topic) for topic in CONSUMED} <= addresses and DOCUMENT_STATUS in addresses
     schemas = spec["components"]["schemas"]
     assert {
