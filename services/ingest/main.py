@@ -16,7 +16,7 @@ from ragbus.status_feed import follow
 
 from . import gateway
 from .janitor import BlobReferences
-from .routes import router
+from .routes import Deletions, router
 from .settings import IngestSettings, get_settings
 from .subscriber import follow_references, sweep
 
@@ -66,5 +66,11 @@ def create_app(settings: IngestSettings, adapters: IngestAdapters | None = None)
         max_body_bytes=(settings.max_request_bytes, "RAGBUS_MAX_REQUEST_BYTES"),
         started=[start_sweeping],
         shutdown=[stop_sweeping],
-        state={"blobs": blobs, "bus": bus, "board": board, "references": references},
+        state={
+            "blobs": blobs,
+            "bus": bus,
+            "board": board,
+            "references": references,
+            "deletions": Deletions(settings.deleted_retention.total_seconds()),
+        },
     )

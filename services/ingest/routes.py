@@ -4,6 +4,7 @@
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Annotated, Any
 
 import orjson
@@ -74,6 +75,31 @@ Publisher = Annotated[Bus, Depends(app_state("bus"))]
 Settings = Annotated[IngestSettings, Depends(app_state("settings"))]
 Board = Annotated[DocumentTable, Depends(app_state("board"))]
 
+
+class Deletions:
+    """The documents this process deleted and that were not uploaded since. Until the tombstone
+    has gone through, a late status of the deleted upload (the chunker still at work on it) may
+    fold into the board over the local DELETED; the same bytes uploaded again are new all the
+    same. Kept `keep_s` at most."""
+
+    def __init__(self, keep_s: float) -> None:
+        self.keep_s = keep_s
+        self._at: dict[str, float] = {}
+
+    def add(self, document_id: str) -> None:
+        now = time.monotonic()
+        self._at = {d: at for d, at in self._at.items() if now - at < self.keep_s}
+        self._at[document_id] = now
+
+    def __contains__(self, document_id: object) -> bool:
+        return document_id in self._at
+
+    def discard(self, document_id: str) -> None:
+        self._at.pop(document_id, None)
+
+
+Deleted = Annotated[Deletions, Depends(app_state("deletions"))]
+
 _BODIES: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -108,6 +134,7 @@ async def upload_documents(
     bus: Publisher,
     settings: Settings,
     board: Board,
+    deleted: Deleted,
 ) -> AcceptedDocuments:
     """Store the bytes, publish `document.uploaded` for each document and answer at once;
     progress is on the status service. A request with any unacceptable file is refused whole;
@@ -148,13 +175,15 @@ async def upload_documents(
     fresh = []
     for event in events:
         record = board.get(tenant, event.document_id)
-        if record is not None and is_unchanged(record, event):
+        if record is not None and is_unchanged(record, event) and event.document_id not in deleted:
             accepted.append(_accepted(event, record.state, unchanged=True))
             continue
         fresh.append(event)
         accepted.append(_accepted(event, DocumentState.RECEIVED))
     if fresh:
         await _pass_on(fresh, bus, board)
+        for event in fresh:
+            deleted.discard(event.document_id)
     return AcceptedDocuments(documents=accepted)
 
 
@@ -187,7 +216,7 @@ async def _pass_on(events: list[DocumentUploaded], bus: Bus, board: DocumentTabl
     responses={404: {"description": "the caller's tenant has no such document"}},
 )
 async def delete_document(
-    document_id: str, tenant: Tenant, bus: Publisher, board: Board
+    document_id: str, tenant: Tenant, bus: Publisher, board: Board, deleted: Deleted
 ) -> DeletionAccepted:
     """Publish a tombstone on `document.uploaded`: it follows the document's uploads through
     every stage, so whatever was uploaded before it is removed too."""
@@ -198,6 +227,7 @@ async def delete_document(
     await bus.publish(DOCUMENT_UPLOADED, [tombstone])
     # This service's view takes the deletion at once: the same bytes uploaded right after it
     # are a new upload (behind the tombstone on the document's partition), not "unchanged".
+    deleted.add(document_id)
     board.apply(
         status_update(tombstone, "ingest", DocumentState.DELETED, reason="deletion requested")
     )

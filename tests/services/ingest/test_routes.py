@@ -8,6 +8,7 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 from fastapi.testclient import TestClient
 
+from contracts.events import DocumentState, StatusUpdate
 from contracts.ids import document_id
 from contracts.topics import DOCUMENT_UPLOADED, MAX_MESSAGE_BYTES
 from ragbus.settings import DEFAULT_TENANT
@@ -91,11 +92,22 @@ def test_an_upload_that_cannot_be_published_is_failed_so_sending_it_again_proces
 
 
 def test_the_same_bytes_uploaded_right_after_a_delete_are_processed_not_unchanged(roomy):
-    client, _ = roomy
+    client, app = roomy
     name = f"{uuid.uuid4().hex}.txt"
     first = upload(client, name)
     assert upload(client, name)["unchanged"]  # on its way already
     assert client.delete(f"/v1/documents/{first['document_id']}").status_code == 202
+    # The chunker, still at work on the deleted upload, reports on it after the deletion.
+    late = app.state.board.get(DEFAULT_TENANT, first["document_id"])
+    app.state.board.apply(
+        StatusUpdate(
+            document_id=first["document_id"],
+            tenant_id=DEFAULT_TENANT,
+            stage="chunker",
+            state=DocumentState.INDEXING,
+            version=late.version,
+        )
+    )
     again = upload(client, name)
     assert (again["status"], again["unchanged"]) == ("RECEIVED", False)
 
